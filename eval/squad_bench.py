@@ -1,0 +1,169 @@
+"""`python -m eval squad`: retrieval (dense / bm25 / hybrid) and, optionally, answer metrics on a SQuAD file."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from eval.answers import answer_dict, passage_id, passage_text, ranked_passages, sentence_count, strip_markers
+from eval.metrics import percentile, rank_metrics, score_question, summarize
+from eval.normalize import contains_any
+from eval.progress import BuildProgress, bar
+from eval.squad import SquadSet, benchmark_index, load_squad, paragraph_of_doc, settings_fingerprint, stratified_sample
+
+MODES = ("dense", "bm25", "hybrid")
+CONTRACT_KEYS = ("n", "hit@1", "hit@3", "hit@5", "mrr@10", "answer_recall", "refusal_accuracy",
+                 "citation_precision", "latency_ms_p50", "latency_ms_p95")
+
+
+def _script_of(questions) -> str:
+    try:
+        from ingest.script import detect_script
+    except ImportError:
+        return "unknown"
+    votes = Counter(detect_script(q.question) for q in questions[:200])
+    return votes.most_common(1)[0][0] if votes else "unknown"
+
+
+def _relevant(passage: dict, q) -> bool:
+    """The SQuAD hit rule: from the question's own paragraph AND contains a gold answer."""
+    doc = passage.get("doc_id") or str(passage.get("chunk_id", "")).split("#")[0]
+    return paragraph_of_doc(doc) == q.paragraph and contains_any(passage_text(passage), q.answers)
+
+
+def retrieval_pass(index, questions, mode: str, top_k: int = 10, batch_size: int = 64, progress: bool = True):
+    """Rank records for every question with CorpusIndex.retrieve_many; returns (records, ms per query)."""
+    records = []
+    elapsed = 0.0
+    with bar(len(questions), f"retrieve {mode}", progress) as pb:
+        for i in range(0, len(questions), batch_size):
+            batch = questions[i : i + batch_size]
+            t0 = time.perf_counter()
+            results = index.retrieve_many([q.question for q in batch], top_k=top_k, mode=mode)
+            elapsed += time.perf_counter() - t0
+            for q, hits in zip(batch, results):
+                flags = [_relevant({"doc_id": h.chunk.doc_id, "text": h.chunk.text}, q) for h in hits]
+                rank = next((r for r, ok in enumerate(flags, 1) if ok), None)
+                records.append({"rank": rank, "retrieved": [h.chunk.chunk_id for h in hits], **rank_metrics(rank)})
+            pb.update(len(batch))
+    return records, 1000.0 * elapsed / max(1, len(questions))
+
+
+def answer_pass(engine, questions, top_k: int | None = None, progress: bool = True, label: str = "answer"):
+    """Ask every question through ChatEngine; per-question records with all metrics."""
+    records = []
+    with bar(len(questions), label, progress) as pb:
+        for q in questions:
+            t0 = time.perf_counter()
+            ad = answer_dict(engine.ask(q.question, top_k=top_k))
+            latency = 1000.0 * (time.perf_counter() - t0)
+            passages = ranked_passages(ad)
+            cites = list(ad.get("citations") or [])
+            answer_text = strip_markers(ad.get("answer", ""))
+            rec = score_question(
+                answerable=q.answerable, answered=bool(ad.get("answered")), answer_text=answer_text,
+                passages=[passage_text(p) for p in passages], cited=[], matcher=None, answers=q.answers,
+                relevant_flags=[_relevant(p, q) for p in passages], latency_ms=latency,
+            )
+            if ad.get("answered") and cites:
+                rec["citation_precision"] = sum(_relevant(c, q) for c in cites) / len(cites)
+            rec.update(answer=ad.get("answer", ""), answered=bool(ad.get("answered")),
+                       answer_sentences=sentence_count(ad.get("answer", "")) if ad.get("answered") else None,
+                       cited=[passage_id(c) for c in cites], retrieved=[passage_id(p) for p in passages])
+            records.append(rec)
+            pb.update(1)
+    return records
+
+
+def format_table(rows: dict[str, dict], keys=("hit@1", "hit@3", "hit@5", "mrr@10")) -> str:
+    extra = [k for k in ("answer_recall", "citation_precision", "ms_per_query", "latency_ms_p50", "latency_ms_p95")
+             if any(r.get(k) is not None for r in rows.values())]
+    cols = list(keys) + extra
+    lines = ["| mode | n | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for name, r in rows.items():
+        cells = []
+        for k in cols:
+            v = r.get(k)
+            cells.append("–" if v is None else (f"{v:.1f}" if "ms" in k else f"{v:.3f}"))
+        lines.append(f"| {name} | {r.get('n')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: int | None = None, seed: int = 0,
+              top_k: int = 10, modes=MODES, corpus: str = "file", progress: bool = True, squad: SquadSet | None = None,
+              engine_factory=None) -> dict:
+    """Run the benchmark and write summary.json, questions.jsonl and table.md into out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    squad = squad or load_squad(path)
+    questions = stratified_sample(squad.questions, limit, seed)
+    answerable = [q for q in questions if q.answerable]
+    # "file": every paragraph is a document (the benchmark proper); "sample": only the
+    # sampled questions' paragraphs (a smaller, faster corpus, e.g. for the CI gate).
+    keys = sorted(squad.paragraphs) if corpus == "file" else sorted({q.paragraph for q in questions})
+
+    t0 = time.perf_counter()
+    bp = BuildProgress(progress)
+    index, bench_settings, cache_root, built = benchmark_index(squad, keys, settings, progress=bp)
+    bp.close()
+    build_s = time.perf_counter() - t0
+    stats = index.stats()
+
+    per_q = {q.id: {"id": q.id, "question": q.question, "answers": q.answers, "paragraph": q.paragraph,
+                    "answerable": q.answerable} for q in questions}
+    mode_rows: dict[str, dict] = {}
+    for mode in modes:
+        recs, ms_q = retrieval_pass(index, answerable, mode, top_k=top_k, progress=progress)
+        for q, r in zip(answerable, recs):
+            per_q[q.id][mode] = {"rank": r["rank"], "retrieved": r["retrieved"]}
+        mode_rows[mode] = {**summarize(recs), "ms_per_query": round(ms_q, 2)}
+
+    answer_row = None
+    if not retrieval_only:
+        if engine_factory is None:
+            from chat import ChatEngine
+
+            engine = ChatEngine(index, bench_settings)
+        else:
+            engine = engine_factory(index, bench_settings)
+        recs = answer_pass(engine, questions, progress=progress)
+        for q, r in zip(questions, recs):
+            per_q[q.id]["clusterqa"] = {k: r[k] for k in ("answer", "answered", "rank", "answer_recall",
+                                                           "citation_precision", "answer_sentences",
+                                                           "latency_ms", "cited", "retrieved")}
+        answer_row = summarize(recs)
+        sents = [r["answer_sentences"] for r in recs if r["answer_sentences"] is not None]
+        answer_row["answer_sentences_mean"] = round(sum(sents) / len(sents), 2) if sents else None
+        answer_row["answer_sentences_p95"] = percentile(sents, 95)
+        mode_rows["clusterqa (chat)"] = answer_row
+
+    headline = answer_row or mode_rows.get("hybrid") or next(iter(mode_rows.values()))
+    summary = {k: headline.get(k) for k in CONTRACT_KEYS}
+    summary["n"] = len(questions)
+    summary.update({
+        "benchmark": Path(path).name,
+        "sha256": squad.sha256,
+        "language": _script_of(questions),
+        "retrieval_only": retrieval_only,
+        "modes": mode_rows,
+        "config": {
+            "limit": limit, "seed": seed, "top_k": top_k, "corpus": corpus, "paragraphs": len(keys),
+            "chunks": stats.get("chunks"), "index_build_s": round(build_s, 1), "index_cached": not built,
+            "index_cache": str(cache_root), **settings_fingerprint(settings),
+        },
+    })
+    if answer_row:
+        summary["answer_sentences_mean"] = answer_row["answer_sentences_mean"]
+
+    with open(out_dir / "questions.jsonl", "w", encoding="utf-8") as fh:
+        for q in questions:
+            fh.write(json.dumps(per_q[q.id], ensure_ascii=False) + "\n")
+    table = format_table(mode_rows)
+    (out_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out_dir / "table.md").write_text(
+        f"# {Path(path).name}: {len(questions)} questions, {len(keys)} paragraphs, {stats.get('chunks')} chunks\n\n"
+        f"{table}\n", encoding="utf-8")
+    summary["table"] = table
+    return summary
