@@ -1,0 +1,143 @@
+"""The asker's language and script, and everything we say to them in it.
+
+Detection is by counting, not by a model: Han characters against Latin words decide
+Chinese vs English (a mixed question takes the language of its frame, e.g. "What is
+集群?" is English, "韩国 semiconductor 投资多少?" is Chinese); among Chinese questions,
+characters that exist only in Traditional against those only in Simplified decide the script
+(ingest.script.detect_script, the rule the corpus was normalised with).
+"""
+
+from __future__ import annotations
+
+import re
+
+HANS, HANT, EN = "zh-Hans", "zh-Hant", "en"
+
+HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+LATIN_WORD_RE = re.compile(r"[A-Za-z]+")
+EN_QUESTION_START = re.compile(
+    r"^\s*(what|which|who|whom|whose|when|where|why|how|is|are|was|were|do|does|did|can|could|"
+    r"will|would|should|has|have|had|tell|list|name|give|and|but|so|in|on|according)\b", re.I)
+ZH_QUESTION_WORDS = re.compile(r"什么|什麼|多少|哪|几|幾|谁|誰|如何|怎么|怎麼|为何|為何|为什么|為什麼|吗|嗎|呢|是否")
+
+
+def detect_language(text: str) -> str:
+    """'zh-Hans', 'zh-Hant' or 'en' for a question (or any short text)."""
+    han = HAN_RE.findall(text)
+    words = LATIN_WORD_RE.findall(text)
+    if not han:
+        return EN
+    if words:
+        # A Chinese question may name English terms (it's OWL, AI); an English one may quote
+        # Chinese names. Chinese question words decide for Chinese; otherwise an English
+        # opening ("What is ...") or a majority of English words decides for English.
+        if not ZH_QUESTION_WORDS.search(text):
+            english_frame = bool(EN_QUESTION_START.match(text)) and len(words) >= 2
+            if english_frame or len(words) > len(han):
+                return EN
+    return detect_chinese_script("".join(han))
+
+
+def detect_chinese_script(text: str) -> str:
+    """zh-Hans or zh-Hant for Chinese text (the ingest rule: Traditional-only characters win)."""
+    from ingest.script import detect_script
+
+    return HANT if detect_script(text) == HANT else HANS
+
+
+def to_canonical(text: str) -> str:
+    """Simplified Chinese, the script the index and the documents' canonical text use."""
+    from ingest.script import to_simplified
+
+    return to_simplified(text)
+
+
+def render(text: str, language: str) -> str:
+    """Text in the asker's script: Traditional for zh-Hant askers, unchanged otherwise."""
+    if language != HANT or not text:
+        return text
+    from ingest.script import to_traditional
+
+    return to_traditional(text)
+
+
+def is_chinese_text(text: str) -> bool:
+    han = len(HAN_RE.findall(text))
+    return han > 0 and han >= len(LATIN_WORD_RE.findall(text))
+
+
+# Everything the user reads that is not quoted from a document, in each language/script.
+_MESSAGES = {
+    "opening": {
+        HANS: "根据文档：",
+        HANT: "根據文件：",
+        EN: "According to the documents:",
+    },
+    "opening_quoted_zh": {
+        # English asker, Chinese evidence: no offline translator exists, so we quote and say so.
+        EN: "According to the documents (quoted from the Chinese source, untranslated):",
+    },
+    "not_found": {
+        HANS: "抱歉，文档中没有找到这个问题的答案。下面列出的是最接近的段落，仅供参考。",
+        HANT: "抱歉，文件中沒有找到這個問題的答案。下面列出的是最接近的段落，僅供參考。",
+        EN: "Sorry, I could not find the answer to this question in the documents. "
+            "The nearest passages are listed for reference.",
+    },
+    "empty": {
+        HANS: "问题为空，请输入一个问题。",
+        HANT: "問題為空，請輸入一個問題。",
+        EN: "The question is empty. Please type a question.",
+    },
+    "too_long": {
+        HANS: "问题太长（{n} 个字符），上限为 {limit} 个字符。问题未被截断，也未被处理，请缩短后再问。",
+        HANT: "問題太長（{n} 個字元），上限為 {limit} 個字元。問題未被截斷，也未被處理，請縮短後再問。",
+        EN: "The question is too long ({n} characters; the limit is {limit}). "
+            "It was refused, not truncated: please shorten it.",
+    },
+    "no_words": {
+        HANS: "问题中没有文字（只有表情符号或标点），请用文字提问。",
+        HANT: "問題中沒有文字（只有表情符號或標點），請用文字提問。",
+        EN: "The question has no words in it (only emoji or punctuation). Please ask in words.",
+    },
+    "bad_history": {
+        HANS: "对话历史格式不正确：{detail}",
+        HANT: "對話歷史格式不正確：{detail}",
+        EN: "The conversation history is malformed: {detail}",
+    },
+    "bad_type": {
+        HANS: "问题必须是文本。",
+        HANT: "問題必須是文字。",
+        EN: "The question must be text.",
+    },
+    "bad_top_k": {
+        HANS: "top_k 必须是 1 到 {limit} 之间的整数。",
+        HANT: "top_k 必須是 1 到 {limit} 之間的整數。",
+        EN: "top_k must be a whole number between 1 and {limit}.",
+    },
+    "llm_fallback": {
+        HANS: "生成式模型不可用（{reason}），以下为摘录式回答。",
+        HANT: "生成式模型無法使用（{reason}），以下為摘錄式回答。",
+        EN: "The generative model was unavailable ({reason}); this is the extractive answer.",
+    },
+    "llm_unsupported": {
+        HANS: "生成的回答没有引用任何文档段落，无法核实，因此未采用。",
+        HANT: "生成的回答沒有引用任何文件段落，無法核實，因此未採用。",
+        EN: "The generated answer cited none of the passages, so it could not be verified and was not used.",
+    },
+    "llm_dropped_markers": {
+        HANS: "已删除 {k} 个指向不存在段落的引用标记。",
+        HANT: "已刪除 {k} 個指向不存在段落的引用標記。",
+        EN: "Removed {k} citation marker(s) that pointed at no passage.",
+    },
+}
+
+
+def message(key: str, language: str, **fields) -> str:
+    """A user-facing message in the asker's language and script."""
+    table = _MESSAGES[key]
+    return table.get(language, table[EN]).format(**fields)
+
+
+def bilingual(key: str, **fields) -> str:
+    """For messages whose language cannot be told (empty question, emoji only)."""
+    return f"{message(key, HANS, **fields)} / {message(key, EN, **fields)}"
