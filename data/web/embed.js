@@ -1,0 +1,151 @@
+// The /embed chat: calls POST api/ask/stream and renders with DOM APIs only
+// (textContent, never innerHTML), so document text can never become markup.
+(function () {
+  "use strict";
+  var base = document.querySelector('meta[name="cqa-base"]').content;
+  var token = document.querySelector('meta[name="cqa-token"]').content;
+  var log = document.getElementById("cqa-log");
+  var form = document.getElementById("cqa-form");
+  var box = document.getElementById("cqa-q");
+  var send = document.getElementById("cqa-send");
+  var history = [];
+  var turn = 0;
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function scroll() { log.scrollTop = log.scrollHeight; }
+
+  function docLink(c, language) {
+    var pos = c.quote ? c.text.indexOf(c.quote) : -1;
+    var q = "?script=" + encodeURIComponent(language) + "&start=" + c.start + "&end=" + c.end;
+    if (pos >= 0) q += "&qs=" + pos + "&qe=" + (pos + c.quote.length);
+    return base + "doc/" + c.doc_id.split("/").map(encodeURIComponent).join("/") + q + "#passage";
+  }
+
+  function card(c, t, language) {
+    var d = el("details");
+    d.id = "c-" + t + "-" + c.n;
+    var s = el("summary");
+    s.appendChild(el("b", "", "[" + c.n + "] "));
+    s.appendChild(document.createTextNode(c.title + (c.date ? " · " + c.date : "")));
+    d.appendChild(s);
+    var src = el("div", "src");
+    if (/^https?:\/\//i.test(c.source)) {
+      var a = el("a", "", c.source);
+      a.href = c.source; a.target = "_blank"; a.rel = "noopener noreferrer";
+      src.appendChild(a);
+    } else {
+      src.appendChild(document.createTextNode(c.source));
+    }
+    src.appendChild(document.createTextNode(" · "));
+    var full = el("a", "", "全文 Full document ↗");
+    full.href = docLink(c, language); full.target = "_blank"; full.rel = "noopener";
+    src.appendChild(full);
+    d.appendChild(src);
+    var p = el("div", "passage");
+    var pos = c.quote ? c.text.indexOf(c.quote) : -1;
+    if (pos >= 0) {
+      p.appendChild(document.createTextNode(c.text.slice(0, pos)));
+      p.appendChild(el("mark", "", c.quote));
+      p.appendChild(document.createTextNode(c.text.slice(pos + c.quote.length)));
+    } else {
+      p.textContent = c.text;
+    }
+    d.appendChild(p);
+    return d;
+  }
+
+  function renderAnswer(bubble, a, t) {
+    bubble.textContent = "";
+    if (a.note) bubble.appendChild(el("div", "note", a.note));
+    var cited = {};
+    a.citations.forEach(function (c) { cited[c.n] = true; });
+    a.answer.split(/(\[\d+\])/).forEach(function (part) {
+      var m = /^\[(\d+)\]$/.exec(part);
+      if (m && cited[m[1]]) {
+        var link = el("a", "ref", part);
+        link.href = "#c-" + t + "-" + m[1];
+        link.addEventListener("click", function (e) {
+          e.preventDefault();
+          var target = document.getElementById("c-" + t + "-" + m[1]);
+          target.open = true;
+          target.scrollIntoView({ block: "nearest" });
+        });
+        bubble.appendChild(link);
+      } else {
+        bubble.appendChild(document.createTextNode(part));
+      }
+    });
+    a.citations.forEach(function (c) { bubble.appendChild(card(c, t, a.language)); });
+  }
+
+  async function ask(question) {
+    var t = ++turn;
+    log.appendChild(el("div", "msg user", question));
+    var bubble = el("div", "msg bot", "…");
+    log.appendChild(bubble);
+    scroll();
+    var text = "";
+    var answer = null;
+    try {
+      var resp = await fetch(base + "api/ask/stream", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Embed-Token": token },
+        body: JSON.stringify({ question: question, history: history }),
+      });
+      if (!resp.ok) {
+        var body = await resp.json().catch(function () { return {}; });
+        throw new Error(body.error || "HTTP " + resp.status);
+      }
+      var reader = resp.body.getReader();
+      var decoder = new TextDecoder();
+      var buffer = "";
+      for (;;) {
+        var chunk = await reader.read();
+        if (chunk.done) break;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        var blocks = buffer.split("\n\n");
+        buffer = blocks.pop();
+        blocks.forEach(function (block) {
+          var data = block.split("\n").filter(function (l) { return l.indexOf("data: ") === 0; })
+            .map(function (l) { return l.slice(6); }).join("\n");
+          if (!data) return;
+          var ev = JSON.parse(data);
+          if (ev.type === "token") { text += ev.text; bubble.textContent = text; }
+          else if (ev.type === "status" && !text) { bubble.textContent = ev.text; }
+          else if (ev.type === "answer") { answer = ev.answer; }
+          else if (ev.type === "error") { throw new Error(ev.error); }
+        });
+        scroll();
+      }
+      if (!answer) throw new Error("no answer");
+      renderAnswer(bubble, answer, t);
+      history.push({ role: "user", content: question }, { role: "assistant", content: answer.answer });
+    } catch (err) {
+      bubble.className = "msg bot note";
+      bubble.textContent = err.message;
+    }
+    scroll();
+  }
+
+  form.addEventListener("submit", async function (e) {
+    e.preventDefault();
+    var q = box.value.trim();
+    if (!q) return;
+    box.value = "";
+    send.disabled = true;
+    try { await ask(q); } finally { send.disabled = false; box.focus(); }
+  });
+  box.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  document.getElementById("cqa-new").addEventListener("click", function () {
+    history = [];
+    log.textContent = "";
+  });
+})();
