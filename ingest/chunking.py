@@ -140,11 +140,12 @@ def chunk_document(doc: Document, chunk_size: int = 350, overlap: int = 60) -> l
     heading_starts = {pos for pos, _ in headings}
     chunks: list[Chunk] = []
     i = 0
+    first_new = 0  # every chunk must reach at least this unit (no chunk inside another)
     while i < len(units):
         j = i
         while j + 1 < len(units) and units[j + 1][1] - units[i][0] <= chunk_size:
             j += 1
-        if j > i and j + 1 < len(units) and units[j][0] in heading_starts:
+        if j > max(i, first_new) and j + 1 < len(units) and units[j][0] in heading_starts:
             j -= 1  # a heading belongs with the text below it, not at the end of a chunk
         start, end = units[i][0], units[j][1]
         chunks.append(Chunk(
@@ -161,6 +162,7 @@ def chunk_document(doc: Document, chunk_size: int = 350, overlap: int = 60) -> l
         ))
         if j + 1 >= len(units):
             break
+        first_new = j + 1
         i = _next_start(units, i, j, overlap, chunk_size)
     return chunks
 

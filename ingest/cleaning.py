@@ -166,7 +166,8 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
             lines = lines[:i]
             break
 
-    chinese = len(HAN.findall(text)) >= len(re.findall(r"[A-Za-z]+", text))
+    # Latin-only lines at the head of a clearly Chinese page are menu residue ("Network").
+    chinese = len(HAN.findall(text)) >= 5 * len(re.findall(r"[A-Za-z]+", text))
     head_end = next((i for i, line in enumerate(lines) if _is_prose(line)), len(lines))
     kept: list[str] = []
     title_candidates: list[str] = []
@@ -208,7 +209,7 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
         kept.remove(title)
         dropped.append(title)
     publisher = meta.get("publisher", "")
-    if not source and DOMAIN.search(publisher):
+    if not source and DOMAIN.search(publisher):  # "高新院 achie.org": the page names its site
         source = publisher
     date = date or labelled_date or head_date or date_from_url(source)
 

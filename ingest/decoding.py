@@ -6,7 +6,7 @@ Order of trust:
    end of the file (scraped files are often truncated mid-character), or when a
    handful of stray bytes sit in otherwise valid UTF-8 (they are replaced);
 3. charset-normalizer restricted to the encodings we expect (GB18030 ⊇ GBK ⊇ GB2312,
-   Big5, CP1252, Shift-JIS, EUC-KR); it scores each candidate's decoded text for
+   Big5, CP1252); it scores each candidate's decoded text for
    coherence, which separates GBK from Big5 reliably on the corpus files.
 Anything with NUL bytes (and no UTF-16/32 BOM) is treated as binary.
 """
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import codecs
 
-# Legacy encodings we accept; anything else is more likely a wrong guess than a real file.
-CANDIDATES = ["gb18030", "big5", "cp1252", "shift_jis", "euc_kr"]
+# Legacy encodings we accept. Japanese/Korean ones are left out on purpose: on short
+# Chinese files they win by accident (4 GBK-encoded characters read as EUC-KR Hangul).
+CANDIDATES = ["gb18030", "big5", "cp1252"]
 _BOMS = [
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),

@@ -29,6 +29,7 @@ class RawText:
     source: str = ""
     date: str = ""
     meta: dict = field(default_factory=dict)
+    original: str = ""  # the decoded file when it differs from `text` (HTML source)
 
 
 def _decode(path: Path, data: bytes, declared: str | None = None) -> tuple[str, str]:
@@ -80,6 +81,7 @@ def read_html(path: Path, data: bytes) -> RawText:
         title=(meta.title or "") if meta else "",
         source=(meta.url or "") if meta else "",
         date=parse_date(meta.date or "") if meta and meta.date else "",
+        original=html,
     )
 
 
@@ -93,7 +95,8 @@ def read_pdf(path: Path, data: bytes) -> RawText:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise IngestError(path, "PDF is encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        # Some CID fonts come out with NULs between Latin letters; they carry no text.
+        pages = [(page.extract_text() or "").replace("\x00", "") for page in reader.pages]
         info = reader.metadata
     except IngestError:
         raise
@@ -121,7 +124,7 @@ def _unwrap_lines(page: str) -> str:
     space between Latin words, directly between Chinese characters.
     """
     out: list[str] = []
-    for line in (l.strip() for l in page.splitlines()):
+    for line in (re.sub(r"[ \t]{2,}", " ", l).strip() for l in page.splitlines()):
         if not line:
             if out and out[-1] != "":
                 out.append("")
@@ -222,6 +225,8 @@ def read_file(path: Path, root: Path | None = None, max_file_mb: float = DEFAULT
     han = len(HAN.findall(text))
     latin_words = len(re.findall(r"[A-Za-z]+", text))
     title = to_simplified(cleaned.title.strip()) or path.stem
+    if "publisher" in cleaned.meta:
+        cleaned.meta["publisher"] = to_simplified(cleaned.meta["publisher"])
     meta = {
         "encoding": raw.encoding,
         "format": path.suffix.lower().lstrip("."),
@@ -233,17 +238,13 @@ def read_file(path: Path, root: Path | None = None, max_file_mb: float = DEFAULT
     return Document(
         doc_id=doc_id_for(path, root),
         title=title,
-        source=cleaned.source or str(path),
+        source=to_simplified(cleaned.source) if cleaned.source and "://" not in cleaned.source
+        else cleaned.source or str(path),
         date=cleaned.date,
         language="zh" if han >= latin_words else "en",
         text=text,
-        original_text=_original(raw, data),
+        original_text=raw.original or raw.text,
         path=str(path),
         content_hash=hashlib.sha256(data).hexdigest(),
         meta=meta,
     )
-
-
-def _original(raw: RawText, data: bytes) -> str:
-    """The decoded file as read (for binary formats: the extracted text)."""
-    return raw.text
