@@ -1,0 +1,209 @@
+"""`python -m eval compare`: ClusterQA vs the plain llama-index baseline on the same questions,
+or two saved summary.json files side by side."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from eval.answers import answer_dict, passage_text, strip_markers
+from eval.metrics import answer_recall, percentile, rank_metrics, summarize
+from eval.progress import BuildProgress, bar
+
+QUALITY = ("hit@1", "hit@3", "hit@5", "mrr@10", "answer_recall", "refusal_accuracy", "citation_precision")
+LATENCY = ("retrieve_ms_p50", "retrieve_ms_p95", "latency_ms_p50", "latency_ms_p95")
+
+
+@dataclass
+class Item:
+    id: str
+    question: str
+    relevant: Callable[[dict], bool]  # is this passage (dict with doc_id, text) evidence?
+    answers: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    answerable: bool = True
+
+
+def _ratio(a, b):
+    return round(a / b, 3) if a is not None and b not in (None, 0) else None
+
+
+def _squad_setup(path, settings, limit, seed, progress):
+    from eval.normalize import contains_any
+    from eval.squad import benchmark_index, load_squad, paragraph_filename, paragraph_of_doc, stratified_sample
+
+    squad = load_squad(path)
+    questions = [q for q in stratified_sample(squad.questions, limit, seed) if q.answerable]
+    keys = sorted(squad.paragraphs)
+    bp = BuildProgress(progress)
+    index, bench_settings, cache_root, _ = benchmark_index(squad, keys, settings, progress=bp)
+    bp.close()
+    docs = [(paragraph_filename(k), squad.paragraphs[k].title, squad.paragraphs[k].context) for k in keys]
+
+    def relevant_for(q):
+        return lambda p: paragraph_of_doc(p.get("doc_id", "")) == q.paragraph and contains_any(p.get("text", ""),
+                                                                                                q.answers)
+
+    items = [Item(q.id, q.question, relevant_for(q), q.answers) for q in questions]
+    return items, index, bench_settings, docs, cache_root
+
+
+def _question_set_setup(path, settings):
+    from eval.metrics import evidence_matcher
+    from eval.questions import load_questions
+    from index import load_or_build
+
+    index = load_or_build(settings)
+    items = []
+    for q in load_questions(path):
+        m = evidence_matcher(q.get("gold"), q.get("answers"))
+        rel = (lambda p, m=m: m(p.get("text", ""))) if m else (lambda p: False)
+        items.append(Item(q["id"], q["question"], rel, q.get("answers") or [], q.get("history") or [],
+                          q["answerable"]))
+    # The baseline gets the same cleaned documents ClusterQA indexed (same text, its own splitter).
+    docs = [(d.doc_id, d.title, d.text) for d in index.documents()]
+    return items, index, settings, docs, Path(settings.cache_dir) / "eval"
+
+
+def _record(item: Item, passages: list[dict], answer: str, answered: bool, cited: list[dict],
+            retrieve_ms: float, total_ms: float) -> dict:
+    rank = next((i for i, p in enumerate(passages, 1) if item.relevant(p)), None) if item.answerable else None
+    rec = {"rank": rank, **(rank_metrics(rank) if item.answerable else {k: None for k in rank_metrics(None)})}
+    recall = answer_recall(answer, item.answers) if item.answerable else None
+    rec["answer_recall"] = None if recall is None else (recall if answered else 0.0)
+    rec["refusal_accuracy"] = float(answered == item.answerable)
+    rec["citation_precision"] = (sum(item.relevant(c) for c in cited) / len(cited)
+                                 if cited and answered and item.answerable else None)
+    rec["retrieve_ms"], rec["latency_ms"] = retrieve_ms, total_ms
+    return rec
+
+
+def _summary(records: list[dict]) -> dict:
+    s = summarize(records)
+    ret = [r["retrieve_ms"] for r in records]
+    s["retrieve_ms_p50"] = round(percentile(ret, 50), 1) if ret else None
+    s["retrieve_ms_p95"] = round(percentile(ret, 95), 1) if ret else None
+    return s
+
+
+def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, progress=True) -> str:
+    from chat import ChatEngine
+
+    from eval.baseline import LlamaIndexBaseline
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    is_squad = str(path).endswith(".json")
+    if is_squad:
+        items, index, run_settings, docs, cache_root = _squad_setup(path, settings, limit, seed, progress)
+    else:
+        items, index, run_settings, docs, cache_root = _question_set_setup(path, settings)
+    engine = ChatEngine(index, run_settings)
+    t0 = time.perf_counter()
+    baseline = LlamaIndexBaseline(docs, settings, cache_dir=cache_root, top_k=top_k, show_progress=progress)
+    baseline_build_s = time.perf_counter() - t0
+
+    rows, cqa, base = [], [], []
+    with bar(len(items), "compare", progress) as pb:
+        for it in items:
+            # ClusterQA: the chat answer (end-to-end latency) and its retriever's top-k list (ranks).
+            t0 = time.perf_counter()
+            ad = answer_dict(engine.ask(it.question, history=it.history or None))
+            ask_ms = 1000.0 * (time.perf_counter() - t0)
+            query = ad.get("resolved_question") or it.question
+            t0 = time.perf_counter()
+            hits = index.retrieve(query, top_k=top_k, mode="hybrid")
+            ret_ms = 1000.0 * (time.perf_counter() - t0)
+            passages = [{"doc_id": h.chunk.doc_id, "chunk_id": h.chunk.chunk_id, "text": h.chunk.text} for h in hits]
+            a = _record(it, passages, strip_markers(ad.get("answer", "")), bool(ad.get("answered")),
+                        list(ad.get("citations") or []), ret_ms, ask_ms)
+            # Baseline: dense top-k; its answer is the top passage (which it always gives).
+            t0 = time.perf_counter()
+            bp = baseline.retrieve(it.question)
+            b_ms = 1000.0 * (time.perf_counter() - t0)
+            b_answer = baseline.answer(bp)
+            b = _record(it, bp, b_answer, bool(b_answer), bp[:1], b_ms, b_ms)
+            cqa.append(a)
+            base.append(b)
+            rows.append({"id": it.id, "question": it.question, "clusterqa": {**a, "answer": ad.get("answer", "")},
+                         "baseline": {**b, "answer": b_answer[:300]}})
+            pb.update(1)
+
+    s_cqa, s_base = _summary(cqa), _summary(base)
+    ratios = {k: _ratio(s_cqa.get(k), s_base.get(k)) for k in QUALITY + LATENCY}
+    ahead = {k: (s_cqa[k] > s_base[k]) for k in QUALITY if s_cqa.get(k) is not None and s_base.get(k) is not None}
+    result = {
+        "input": str(path), "n": len(items), "clusterqa": s_cqa, "baseline": s_base, "ratios_clusterqa_over_baseline": ratios,
+        "clusterqa_ahead": ahead,
+        "config": {"top_k": top_k, "limit": limit, "seed": seed, "embed_model": settings.embed_model,
+                   "clusterqa_retrieval": "hybrid", "clusterqa_chunks": index.stats().get("chunks"),
+                   "baseline": "llama-index VectorStoreIndex + default SentenceSplitter, dense only, answer = top passage",
+                   "baseline_nodes": baseline.nodes, "baseline_build_s": round(baseline_build_s, 1),
+                   "baseline_cached": not baseline.built},
+    }
+    (out_dir / "compare.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    with open(out_dir / "compare.jsonl", "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    text = _systems_markdown(result)
+    (out_dir / "compare.md").write_text(text + "\n", encoding="utf-8")
+    return text
+
+
+def _f(v, key=""):
+    return "–" if v is None else (f"{v:.1f}" if "ms" in key else f"{v:.3f}")
+
+
+def _systems_markdown(r: dict) -> str:
+    lines = [f"# ClusterQA vs llama-index baseline: {Path(r['input']).name}, {r['n']} questions", "",
+             "| metric | ClusterQA | baseline | ClusterQA / baseline |", "|---|---|---|---|"]
+    for k in QUALITY + LATENCY:
+        a, b = r["clusterqa"].get(k), r["baseline"].get(k)
+        if a is None and b is None:
+            continue
+        lines.append(f"| {k} | {_f(a, k)} | {_f(b, k)} | {_f(r['ratios_clusterqa_over_baseline'][k])} |")
+    behind = [k for k, ok in r["clusterqa_ahead"].items() if not ok]
+    lines += ["", "ClusterQA ahead on every quality figure: " + ("yes" if not behind else f"no (not ahead on {', '.join(behind)})"),
+              "", "retrieve_ms = the retriever alone (query embedding included); latency_ms = the whole answer.",
+              f"Config: {json.dumps(r['config'], ensure_ascii=False)}"]
+    return "\n".join(lines)
+
+
+def _flatten(summary: dict) -> dict:
+    """Contract keys at top level, plus per-mode / per-language / per-kind figures as 'group/metric'."""
+    out = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for group in ("modes", "by_language", "by_kind", "clusterqa", "baseline"):
+        for name, s in (summary.get(group) or {}).items():
+            if isinstance(s, dict):
+                for k, v in s.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        out[f"{group}:{name}/{k}"] = v
+            elif isinstance(s, (int, float)) and not isinstance(s, bool):
+                out[f"{group}/{name}"] = s
+    return out
+
+
+def compare_runs(a_path, b_path, out_dir=None) -> str:
+    """Two saved summary.json files: every shared figure with B/A and B-A."""
+    a = json.loads(Path(a_path).read_text(encoding="utf-8"))
+    b = json.loads(Path(b_path).read_text(encoding="utf-8"))
+    fa, fb = _flatten(a), _flatten(b)
+    keys = [k for k in fa if k in fb]
+    lines = [f"# {a_path} (A) vs {b_path} (B)", "", "| figure | A | B | B / A | B − A |", "|---|---|---|---|---|"]
+    table = {}
+    for k in keys:
+        va, vb = fa[k], fb[k]
+        table[k] = {"a": va, "b": vb, "ratio": _ratio(vb, va), "diff": round(vb - va, 4)}
+        lines.append(f"| {k} | {_f(va, k) if k != 'n' else va} | {_f(vb, k) if k != 'n' else vb} | "
+                     f"{_f(table[k]['ratio'])} | {table[k]['diff']:+.4g} |")
+    text = "\n".join(lines)
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.md").write_text(text + "\n", encoding="utf-8")
+        (out / "compare.json").write_text(json.dumps({"a": str(a_path), "b": str(b_path), "figures": table},
+                                                     ensure_ascii=False, indent=2), encoding="utf-8")
+    return text
