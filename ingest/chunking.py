@@ -8,7 +8,9 @@ stay with the sentence they close.
 
 Chunks are runs of whole sentences, at most `chunk_size` characters from the first
 sentence's start to the last one's end; the next chunk repeats the previous chunk's
-last whole sentences up to `overlap` characters. Only a single sentence longer than
+last whole sentences up to `overlap` characters. A heading line never ends a chunk
+(it opens the next one), and a heading that cannot share a chunk with the sentence
+below it gets no chunk of its own — that chunk carries it in `heading`. Only a single sentence longer than
 `chunk_size` is cut: at the last clause mark (，、,：: space) that fits, else hard.
 """
 
@@ -147,6 +149,11 @@ def chunk_document(doc: Document, chunk_size: int = 350, overlap: int = 60) -> l
             j += 1
         if j > max(i, first_new) and j + 1 < len(units) and units[j][0] in heading_starts:
             j -= 1  # a heading belongs with the text below it, not at the end of a chunk
+        if j == i and i + 1 < len(units) and units[i][0] in heading_starts:
+            # A heading too long to share a chunk with its first sentence: it is not
+            # worth a chunk of its own; the chunks below carry it as their `heading`.
+            i = first_new = i + 1
+            continue
         start, end = units[i][0], units[j][1]
         chunks.append(Chunk(
             doc_id=doc.doc_id,

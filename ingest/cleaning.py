@@ -172,6 +172,7 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
     kept: list[str] = []
     title_candidates: list[str] = []
     labelled_date = head_date = ""
+    dateline_at = None
     for i, line in enumerate(lines):
         in_head = i < head_end
         drop = False
@@ -182,6 +183,7 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
             if BREADCRUMB.search(line) or MENU_ITEM.match(line) or (chinese and not HAN.search(line) and len(line) < 40):
                 drop = True
             elif DATE_LABEL.search(line) and len(line) < 80:  # the dateline
+                dateline_at = i if dateline_at is None else dateline_at
                 labelled_date = labelled_date or parse_date(line)
                 src = SOURCE_FIELD.search(line)
                 if src and src.group(1):
@@ -194,7 +196,7 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
                 head_date = head_date or parse_date(line)
                 drop = True
             elif len(line) <= 80:
-                title_candidates.append(line)
+                title_candidates.append((i, line))
         if not drop and (CREDIT.match(line) or (SOURCE_LINE.match(line) and len(line) < 40)
                          or (line.startswith("©") and len(line) < 80)):
             drop = True
@@ -204,10 +206,13 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
             kept.append(line)
 
     if not title and title_candidates:
-        # The page title is the last short head line (it sits right above the dateline).
-        title = title_candidates[-1]
-        kept.remove(title)
-        dropped.append(title)
+        if dateline_at is not None and title_candidates[-1][0] < dateline_at:
+            # A scraped page's title sits right above its dateline: it is header, not text.
+            title = title_candidates[-1][1]
+            kept.remove(title)
+            dropped.append(title)
+        else:  # otherwise the first short line names the document and stays in the text
+            title = title_candidates[0][1]
     publisher = meta.get("publisher", "")
     if not source and DOMAIN.search(publisher):  # "高新院 achie.org": the page names its site
         source = publisher
