@@ -16,6 +16,7 @@ below it gets no chunk of its own — that chunk carries it in `heading`. Only a
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from .records import Chunk, Document
@@ -186,9 +187,5 @@ def _next_start(units, i: int, j: int, overlap: int, chunk_size: int) -> int:
 
 
 def _heading_at(headings: list[tuple[int, str]], offset: int) -> str:
-    current = ""
-    for pos, heading in headings:
-        if pos > offset:
-            break
-        current = heading
-    return current
+    i = bisect.bisect_right(headings, offset, key=lambda h: h[0])
+    return headings[i - 1][1] if i else ""

@@ -19,11 +19,13 @@ class IngestResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def collect_files(paths: list[Path]) -> list[tuple[Path, Path | None]]:
+def collect_files(paths: list[Path], corpus_dir: Path | None = None) -> list[tuple[Path, Path | None]]:
     """(file, root) pairs: folders are walked recursively in sorted order, hidden entries skipped.
 
-    The root of a file found in a folder is that folder (doc_id = path relative to it);
-    a file named directly has no root (doc_id = its name).
+    The root of a file found in a folder is that folder (doc_id = path relative to it).
+    A file named directly keeps the doc_id it has in the corpus when it lies inside
+    `corpus_dir`, so adding it again later replaces rather than duplicates it; any other
+    file named directly is known by its name.
     """
     found: list[tuple[Path, Path | None]] = []
     for path in map(Path, paths):
@@ -33,7 +35,8 @@ def collect_files(paths: list[Path]) -> list[tuple[Path, Path | None]]:
                 if file.is_file() and not any(part.startswith(".") for part in rel.parts):
                     found.append((file, path))
         else:
-            found.append((path, None))
+            inside = corpus_dir is not None and path.resolve().is_relative_to(Path(corpus_dir).resolve())
+            found.append((path, Path(corpus_dir) if inside else None))
     return found
 
 
@@ -45,7 +48,7 @@ def ingest_paths(paths: list[Path], settings=None, progress: bool = True) -> Ing
         settings = Settings()
     result = IngestResult()
     seen: dict[str, str] = {}
-    files = collect_files(paths)
+    files = collect_files(paths, settings.corpus_dir)
     bar = _progress(files, progress)
     for file, root in bar:
         if not file.exists():

@@ -141,3 +141,10 @@ def test_read_file_alone_gives_the_same_document(article):
     doc = read_file(CORPUS / ARTICLE, root=CORPUS)
     assert doc == article
     assert read_file(CORPUS / ARTICLE).doc_id == "global-advanced-manufacturing-cluster-trends-2025.txt"
+
+
+def test_a_corpus_file_named_directly_keeps_its_corpus_doc_id(tmp_path):
+    outside = tmp_path / "note.txt"
+    outside.write_text("A short note about clusters.", encoding="utf-8")
+    result = ingest_paths([CORPUS / ARTICLE, outside], Settings(), progress=False)
+    assert [d.doc_id for d in result.documents] == [ARTICLE, "note.txt"]
