@@ -22,26 +22,32 @@ class IngestResult:
 def collect_files(paths: list[Path], corpus_dir: Path | None = None) -> list[tuple[Path, Path | None]]:
     """(file, root) pairs: folders are walked recursively in sorted order, hidden entries skipped.
 
-    The root of a file found in a folder is that folder (doc_id = path relative to it).
-    A file named directly keeps the doc_id it has in the corpus when it lies inside
-    `corpus_dir`, so adding it again later replaces rather than duplicates it; any other
-    file named directly is known by its name.
+    doc_id = path relative to root. A file inside `corpus_dir` is rooted there however it
+    arrives (the whole corpus, a subfolder, or the file alone), so it keeps one doc_id and
+    adding it again replaces rather than duplicates it. Other files are rooted at the
+    folder they were found in; a file named directly has no root (doc_id = its name).
     """
+    corpus = Path(corpus_dir).resolve() if corpus_dir is not None else None
     found: list[tuple[Path, Path | None]] = []
     for path in map(Path, paths):
         if path.is_dir():
-            for file in sorted(path.rglob("*")):
-                rel = file.relative_to(path)
-                if file.is_file() and not any(part.startswith(".") for part in rel.parts):
-                    found.append((file, path))
+            pairs = [(file, path) for file in sorted(path.rglob("*"))
+                     if file.is_file() and not any(p.startswith(".") for p in file.relative_to(path).parts)]
         else:
-            inside = corpus_dir is not None and path.resolve().is_relative_to(Path(corpus_dir).resolve())
-            found.append((path, Path(corpus_dir) if inside else None))
+            pairs = [(path, None)]
+        for file, root in pairs:
+            if corpus is not None and file.resolve().is_relative_to(corpus):
+                root = corpus
+            found.append((file, root))
     return found
 
 
-def ingest_paths(paths: list[Path], settings=None, progress: bool = True) -> IngestResult:
-    """Read, clean and chunk every file under `paths`. Unreadable files land in `skipped`."""
+def ingest_paths(paths: list[Path], settings=None, progress=True) -> IngestResult:
+    """Read, clean and chunk every file under `paths`. Unreadable files land in `skipped`.
+
+    progress: True for a tqdm bar on stderr, False for none, or a callable
+    progress("ingest", done, total) called before each file and once at the end.
+    """
     if settings is None:
         from settings import Settings
 
@@ -50,7 +56,9 @@ def ingest_paths(paths: list[Path], settings=None, progress: bool = True) -> Ing
     seen: dict[str, str] = {}
     files = collect_files(paths, settings.corpus_dir)
     bar = _progress(files, progress)
-    for file, root in bar:
+    for n, (file, root) in enumerate(bar):
+        if callable(progress):
+            progress("ingest", n, len(files))
         if not file.exists():
             result.skipped.append((str(file), "no such file or directory"))
             continue
@@ -65,11 +73,13 @@ def ingest_paths(paths: list[Path], settings=None, progress: bool = True) -> Ing
         seen[doc.doc_id] = str(file)
         result.documents.append(doc)
         result.chunks.extend(chunk_document(doc, settings.chunk_size, settings.chunk_overlap))
+    if callable(progress):
+        progress("ingest", len(files), len(files))
     return result
 
 
-def _progress(files, enabled: bool):
-    if not enabled:
+def _progress(files, progress):
+    if not progress or callable(progress):
         return files
     from tqdm import tqdm
 

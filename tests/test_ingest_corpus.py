@@ -146,5 +146,10 @@ def test_read_file_alone_gives_the_same_document(article):
 def test_a_corpus_file_named_directly_keeps_its_corpus_doc_id(tmp_path):
     outside = tmp_path / "note.txt"
     outside.write_text("A short note about clusters.", encoding="utf-8")
-    result = ingest_paths([CORPUS / ARTICLE, outside], Settings(), progress=False)
-    assert [d.doc_id for d in result.documents] == [ARTICLE, "note.txt"]
+    calls = []
+    result = ingest_paths([CORPUS / ARTICLE, outside, CORPUS / "related"], Settings(),
+                          progress=lambda stage, done, total: calls.append((stage, done, total)))
+    ids = [d.doc_id for d in result.documents]
+    assert ids[:2] == [ARTICLE, "note.txt"]
+    assert all(i.startswith("related/") for i in ids[2:]) and len(ids) == 10
+    assert calls[0] == ("ingest", 0, 10) and calls[-1] == ("ingest", 10, 10)
