@@ -170,7 +170,7 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
     chinese = len(HAN.findall(text)) >= 5 * len(re.findall(r"[A-Za-z]+", text))
     head_end = next((i for i, line in enumerate(lines) if _is_prose(line)), len(lines))
     kept: list[str] = []
-    title_candidates: list[str] = []
+    title_candidates: list[tuple[int, str]] = []  # (line number, line)
     labelled_date = head_date = ""
     dateline_at = None
     for i, line in enumerate(lines):
@@ -205,14 +205,15 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
         else:
             kept.append(line)
 
-    if not title and title_candidates:
-        if dateline_at is not None and title_candidates[-1][0] < dateline_at:
-            # A scraped page's title sits right above its dateline: it is header, not text.
-            title = title_candidates[-1][1]
-            kept.remove(title)
-            dropped.append(title)
-        else:  # otherwise the first short line names the document and stays in the text
-            title = title_candidates[0][1]
+    above_dateline = [line for i, line in title_candidates if dateline_at is not None and i < dateline_at]
+    if not title and above_dateline:
+        # A scraped page's title sits right above its dateline: it is header, not text.
+        title = above_dateline[-1]
+        kept.remove(title)
+        dropped.append(title)
+    elif not title and title_candidates:
+        # Otherwise the first short line names the document and stays in the text.
+        title = title_candidates[0][1]
     publisher = meta.get("publisher", "")
     if not source and DOMAIN.search(publisher):  # "高新院 achie.org": the page names its site
         source = publisher
@@ -224,5 +225,4 @@ def clean_page(text: str, title: str = "", source: str = "", date: str = "") -> 
 
 
 def _same_title(line: str, title: str) -> bool:
-    squash = lambda s: re.sub(r"\s+", "", s)
-    return squash(line) == squash(title)
+    return re.sub(r"\s+", "", line) == re.sub(r"\s+", "", title)
