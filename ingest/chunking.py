@@ -8,10 +8,11 @@ stay with the sentence they close.
 
 Chunks are runs of whole sentences, at most `chunk_size` characters from the first
 sentence's start to the last one's end; the next chunk repeats the previous chunk's
-last whole sentences up to `overlap` characters. A heading line never ends a chunk
-(it opens the next one), and a heading that cannot share a chunk with the sentence
-below it gets no chunk of its own — that chunk carries it in `heading`. Only a single sentence longer than
+last whole sentences up to `overlap` characters. Only a single sentence longer than
 `chunk_size` is cut: at the last clause mark (，、,：: space) that fits, else hard.
+A heading line never ends a chunk (it opens the next one); a heading that cannot
+share a chunk with the sentence below it gets no chunk of its own — the chunks
+below carry it in `heading`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .records import Chunk, Document
 
 # Sentence-final marks, with any closing quotes/brackets that follow them.
 _CLOSERS = "”’」』）)》〉\"'"
-CJK_END = re.compile(rf"(?:[。！？!?；;]+|…+|\.{{3,}})[{_CLOSERS}]*")
+# ASCII ! ? ; count only when no ASCII word character follows (not in "?id=3" or "&amp;").
+CJK_END = re.compile(rf"(?:[。！？；]+[!?;]*|[!?;]+(?![A-Za-z0-9=&/%_.-])|…+|\.{{3,}})[{_CLOSERS}]*")
 ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "no", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co", "jr", "sr"}
 CLAUSE = re.compile(r"[，、,：:]|\s")
 

@@ -26,6 +26,12 @@ def test_english_full_stops_numbers_and_abbreviations():
                                 "Dr. Breit took over from Prof. Gausemeier!", "Why?", "Because."]
 
 
+def test_ascii_marks_inside_urls_and_entities_are_not_boundaries():
+    text = "见 http://sm.example.com/meeting/?93m=1Uu.html 原文!真的?是的;研发(R&amp;D)投入。"
+    assert _sentences(text) == ["见 http://sm.example.com/meeting/?93m=1Uu.html 原文!", "真的?", "是的;",
+                                "研发(R&amp;D)投入。"]
+
+
 def test_lines_list_items_and_headings_are_boundaries():
     text = "报告提出建议:\n1. 深化协作,构建能力;\n2. 助推培育\n- 一项\n◎跨国合作:集群网络正在形成。法国集群"
     assert _sentences(text) == ["报告提出建议:", "1. 深化协作,构建能力;", "2. 助推培育", "- 一项",
