@@ -24,7 +24,7 @@ def cmd_squad(args) -> int:
     settings = _settings(args)
     summary = run_squad(args.file, args.out, settings=settings, retrieval_only=args.retrieval_only,
                         limit=args.limit, seed=args.seed, top_k=args.top_k, corpus=args.corpus,
-                        progress=not args.quiet)
+                        progress=not args.quiet, rebuild=args.rebuild)
     cfg = summary["config"]
     built = "cached" if cfg["index_cached"] else f"built in {cfg['index_build_s']} s"
     print(f"{summary['benchmark']} ({summary['language']}): {summary['n']} questions, {cfg['paragraphs']} paragraphs, "
@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     s.add_argument("--top-k", type=int, default=10)
     s.add_argument("--corpus", choices=("file", "sample"), default="file",
                    help="index every paragraph of the file (default) or only the sampled questions' paragraphs")
+    s.add_argument("--rebuild", action="store_true", help="rebuild the cached benchmark index")
     s.set_defaults(func=cmd_squad)
 
     c = sub.add_parser("convert", help="convert a SQuAD-format file to Traditional (s2twp) or Simplified")

@@ -30,8 +30,7 @@ class BuildProgress:
                              mininterval=1.0)
         if self._bar is not None:
             self._bar.total = total
-            self._bar.n = done
-            self._bar.refresh()
+            self._bar.update(done - self._bar.n)  # update() honours mininterval, refresh() does not
 
     def close(self) -> None:
         if self._bar is not None:

@@ -93,7 +93,7 @@ def format_table(rows: dict[str, dict], keys=("hit@1", "hit@3", "hit@5", "mrr@10
 
 def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: int | None = None, seed: int = 0,
               top_k: int = 10, modes=MODES, corpus: str = "file", progress: bool = True, squad: SquadSet | None = None,
-              engine_factory=None) -> dict:
+              engine_factory=None, rebuild: bool = False) -> dict:
     """Run the benchmark and write summary.json, questions.jsonl and table.md into out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +106,7 @@ def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: i
 
     t0 = time.perf_counter()
     bp = BuildProgress(progress)
-    index, bench_settings, cache_root, built = benchmark_index(squad, keys, settings, progress=bp)
+    index, bench_settings, cache_root, built = benchmark_index(squad, keys, settings, progress=bp, rebuild=rebuild)
     bp.close()
     build_s = time.perf_counter() - t0
     stats = index.stats()
