@@ -428,7 +428,10 @@ class Guard:
         from starlette.datastructures import Headers
         from starlette.responses import JSONResponse
 
-        path, headers = scope["path"], Headers(scope=scope)
+        headers = Headers(scope=scope)
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):  # uvicorn puts --root-path in front of the path
+            path = path[len(root):]
         limit = self.limit_for(path)
         length = headers.get("content-length")
         if length and length.isdigit() and int(length) > limit:
@@ -875,6 +878,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_mod.load_settings(config_file=args.config, **overrides)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("bm25s", "faiss", "httpx", "jieba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     service = Service(settings)
     service.start()
     app = create_app(settings, service)

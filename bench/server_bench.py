@@ -1,0 +1,147 @@
+"""Server benchmark: cold start with a prebuilt index, then POST /api/ask latency with 1 and 8 clients.
+
+    .venv/bin/python bench/server_bench.py [--requests 200] [--starts 2]
+
+Runs the real `python app.py` on loopback (rate limit off, no keys), closed loop: each client
+sends its next request when the previous answer arrives. Writes bench/results/server_bench.json.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from browser.harness import make_corpus, start_server  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "server_bench.json"
+TARGETS = {"cold_start_s": 10.0, "p95_ms_1_client": 150.0, "p95_ms_8_clients": 1000.0, "errors_8_clients": 0}
+
+
+def questions() -> list[str]:
+    path = REPO / "data" / "questions" / "dev.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r["question"] for r in rows if not r.get("history")]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def run_load(url: str, qs: list[str], total: int, clients: int) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    counter = iter(range(total))
+    lock = threading.Lock()
+
+    def client():
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    r = http.post("/api/ask", json={"question": qs[i % len(qs)]})
+                    ok = r.status_code == 200 and "answer" in r.json()
+                    err = None if ok else f"{r.status_code}: {r.text[:100]}"
+                except httpx.HTTPError as exc:
+                    err = repr(exc)
+                ms = (time.perf_counter() - t0) * 1000
+                with lock:
+                    latencies.append(ms)
+                    if err:
+                        errors.append(err)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_samples": errors[:3],
+            "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 95), 1),
+            "max_ms": round(max(latencies), 1), "throughput_rps": round(len(latencies) / wall, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--starts", type=int, default=2, help="cold starts to time (median reported)")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="clusterqa-bench-"))
+    corpus, index_dir = make_corpus(home, with_xss=False), home / "index"
+    config = dict(corpus=corpus, index_dir=index_dir, rate_limit_per_minute=0)
+
+    t0 = time.monotonic()
+    first = start_server("bench-build", home=home / "build", **config)  # builds the index once
+    build_s = time.monotonic() - t0
+    first.stop()
+
+    starts = []
+    for n in range(args.starts):
+        server = start_server(f"bench-{n}", home=home / f"run{n}", **config)
+        starts.append(round(server.started_s, 2))
+        if n < args.starts - 1:
+            server.stop()
+    health = httpx.get(server.url + "/api/health").json()
+    try:
+        qs = questions()
+        run_load(server.url, qs, 10, 1)  # warm-up: first-call costs (caches, lazy imports)
+        one = run_load(server.url, qs, args.requests, 1)
+        eight = run_load(server.url, qs, args.requests, 8)
+    finally:
+        server.stop()
+
+    cold = statistics.median(starts)
+    result = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+                    "load_avg_1m": round(__import__("os").getloadavg()[0], 2)},
+        "documents": health["documents"], "chunks": health["chunks"], "model": health["model"],
+        "mode": health["mode"], "first_start_with_build_s": round(build_s, 2),
+        "cold_start_s": {"runs": starts, "median": cold},
+        "one_client": one, "eight_clients": eight, "targets": TARGETS,
+        "met": {"cold_start": cold <= TARGETS["cold_start_s"],
+                "p95_1_client": one["p95_ms"] <= TARGETS["p95_ms_1_client"],
+                "8_clients": eight["errors"] == 0 and eight["p95_ms"] <= TARGETS["p95_ms_8_clients"]},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    print(f"\nClusterQA server benchmark ({result['documents']} docs, {result['chunks']} chunks, "
+          f"{result['mode']}, load avg {result['machine']['load_avg_1m']})")
+    print(f"{'measure':<34}{'value':>12}{'target':>12}{'met':>6}")
+    rows = [
+        ("first start (builds index), s", build_s, None, None),
+        ("cold start, prebuilt index, s", cold, TARGETS["cold_start_s"], result["met"]["cold_start"]),
+        ("1 client  p50 ms", one["p50_ms"], None, None),
+        ("1 client  p95 ms", one["p95_ms"], TARGETS["p95_ms_1_client"], result["met"]["p95_1_client"]),
+        ("1 client  errors", one["errors"], 0, one["errors"] == 0),
+        ("8 clients p50 ms", eight["p50_ms"], None, None),
+        ("8 clients p95 ms", eight["p95_ms"], TARGETS["p95_ms_8_clients"], result["met"]["8_clients"]),
+        ("8 clients errors", eight["errors"], 0, eight["errors"] == 0),
+        ("8 clients throughput req/s", eight["throughput_rps"], None, None),
+    ]
+    for name, value, target, met in rows:
+        t = "" if target is None else f"{target:g}"
+        m = "" if met is None else ("yes" if met else "NO")
+        print(f"{name:<34}{value:>12.1f}{t:>12}{m:>6}")
+    print(f"\nwritten {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

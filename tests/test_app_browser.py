@@ -1,0 +1,215 @@
+"""The chat page, the document view, /embed and the widget in headless Chromium, against `python app.py`.
+
+Screenshots go to tests/artifacts/app-*.png.
+"""
+
+import json
+import time
+from urllib.parse import urlparse
+
+import pytest
+
+from browser.harness import XSS_DOC_ID, launch_chromium, shared_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+XSS_LITERALS = ["<script>window.__xss=1</script>", '<img src=x onerror="window.__xss=1">']
+XSS_QUESTION = "Zorblax 安全测试样本包含哪些标签？"
+
+
+@pytest.fixture(scope="module")
+def server():
+    return shared_server("main")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module; records every request that leaves the machine."""
+    with playwright_api.sync_playwright() as p:
+        ctx = launch_chromium(p, viewport={"width": 1280, "height": 900})
+        ctx.grant_permissions(["clipboard-read", "clipboard-write"])
+        ctx.external = []
+        ctx.on("request", lambda r: ctx.external.append(r.url)
+               if urlparse(r.url).hostname not in (None, "127.0.0.1", "localhost") else None)
+        yield ctx
+        ctx.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def open_chat(page, server):
+    page.goto(server.url + "/", wait_until="load")
+    page.wait_for_selector("#cqa-question textarea")
+    page.wait_for_function("document.querySelector('#cqa-status').innerText.includes('Ready')")
+
+
+def ask_in_chat(page, question):
+    """Type a question, send it, wait for the finished answer; returns its locator."""
+    answers = page.locator(".cqa-answer")
+    before = answers.count()
+    page.fill("#cqa-question textarea", question)
+    page.click("#cqa-send")
+    page.wait_for_function(f"document.querySelectorAll('.cqa-answer').length > {before}")
+    return answers.nth(before)
+
+
+def shot(page, artifacts_dir, name):
+    page.screenshot(path=str(artifacts_dir / f"app-{name}.png"))
+
+
+def test_chinese_question_answer_cards_and_document_view(page, server, artifacts_dir):
+    open_chat(page, server)
+    answer = ask_in_chat(page, "沙特计划建设多少个医疗集群？")
+    text = answer.locator(".cqa-text").inner_text()
+    assert "21" in text and "[1]" in text
+    card = answer.locator("details.cqa-card").first
+    assert not card.evaluate("e => e.open")
+    answer.locator("a.cqa-ref").first.click()  # [1] leads to its card and opens it
+    page.wait_for_function("e => e.open", arg=card.element_handle())
+    mark = card.locator(".cqa-passage mark")
+    assert mark.is_visible() and mark.inner_text() in card.locator(".cqa-passage").inner_text()
+    assert "[1]" in card.locator("summary").inner_text()
+    shot(page, artifacts_dir, "chat-zh-desktop")
+
+    href = card.locator("a", has_text="Full document").get_attribute("href")
+    assert href.startswith("doc/") and "#passage" in href
+    page.goto(server.url + "/" + href, wait_until="load")
+    doc_mark = page.locator("#passage mark")
+    assert doc_mark.inner_text() == mark.inner_text()
+    assert page.evaluate("window.scrollY") > 0 or page.locator("#passage").is_visible()
+    shot(page, artifacts_dir, "doc-view")
+
+
+def test_english_answer_copy_and_feedback(page, server):
+    open_chat(page, server)
+    answer = ask_in_chat(page, "How many members does it's OWL have?")
+    text = answer.locator(".cqa-text").inner_text()
+    assert text.startswith("According to") and "200" in text and "[1]" in text
+    answer.locator("a.cqa-copy").click()
+    page.wait_for_function("document.querySelector('a.cqa-copy').innerText.includes('Copied')")
+    assert page.evaluate("navigator.clipboard.readText()") == text  # the answer only, no card markup
+
+    lines_before = server.feedback_log.read_text().count("\n") if server.feedback_log.exists() else 0
+    page.locator('button[aria-label="Like"]').last.click()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = server.feedback_log.read_text().splitlines() if server.feedback_log.exists() else []
+        if len(lines) > lines_before:
+            break
+        time.sleep(0.2)
+    record = json.loads(lines[-1])
+    assert record["vote"] == "up" and record["question"] == "How many members does it's OWL have?"
+    assert record["answer"] and record["citations"] and record["time"]
+
+
+def test_follow_up_and_new_conversation(page, server):
+    open_chat(page, server)
+    first = ask_in_chat(page, "韩国打造了全球最大的什么集群？")
+    assert "半导体" in first.inner_text()
+    follow = ask_in_chat(page, "那沙特呢？")
+    assert "医疗集群" in follow.locator(".cqa-text").inner_text()
+    page.click("#cqa-new")
+    page.wait_for_function("document.querySelectorAll('.cqa-answer').length === 0")
+    assert page.locator(".cqa-q").count() == 0
+
+
+def test_phone_width_layout(browser, server, artifacts_dir):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                            has_touch=True)
+    try:
+        open_chat(page, server)
+        answer = ask_in_chat(page, "全球先进制造业集群有哪些发展趋势？")
+        answer.locator("a.cqa-ref").first.click()
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+        box = page.locator("#cqa-send").bounding_box()
+        assert box and box["x"] + box["width"] <= 390
+        shot(page, artifacts_dir, "chat-phone-390")
+    finally:
+        page.close()
+
+
+def assert_xss_inert(page, container):
+    text = container.inner_text()
+    for literal in XSS_LITERALS:
+        assert literal in text, text[:500]
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_xss_document_is_text_in_chat_and_document_view(page, server, artifacts_dir):
+    open_chat(page, server)
+    answer = ask_in_chat(page, XSS_QUESTION)
+    cards = answer.locator("details.cqa-card")
+    xss_card = cards.filter(has_text="Zorblax").first
+    xss_card.locator("summary").click()
+    assert_xss_inert(page, xss_card)
+    shot(page, artifacts_dir, "xss-chat")
+    page.goto(f"{server.url}/doc/{XSS_DOC_ID}", wait_until="load")
+    assert_xss_inert(page, page.locator("article"))
+
+
+def test_widget_on_portal_opens_answers_and_keeps_xss_inert(page, server, artifacts_dir):
+    page.goto(server.url + "/web/portal-example.html", wait_until="load")
+    page.click("#cqa-widget-button")
+    frame = page.frame_locator("#cqa-widget-panel iframe")
+    frame.locator("#cqa-q").fill("沙特计划建设多少个医疗集群？")
+    frame.locator("#cqa-send").click()
+    reply = frame.locator(".msg.bot").last
+    reply.locator("details").first.wait_for(state="attached")
+    assert "21" in reply.inner_text() and "[1]" in reply.inner_text()
+    reply.locator("a.ref").first.click()
+    assert reply.locator("details").first.locator("mark").is_visible()
+    panel = page.locator("#cqa-widget-panel").bounding_box()
+    assert round(panel["width"]) == 380 and round(panel["height"]) == 600
+    shot(page, artifacts_dir, "portal-widget")
+
+    frame.locator("#cqa-q").fill(XSS_QUESTION)
+    frame.locator("#cqa-send").click()
+    xss_reply = frame.locator(".msg.bot").nth(1)
+    xss_reply.locator("details").first.wait_for(state="attached")
+    card = xss_reply.locator("details", has_text="Zorblax").first
+    card.locator("summary").click()
+    widget_frame = page.locator("#cqa-widget-panel iframe").element_handle().content_frame()
+    text = card.inner_text()
+    assert all(literal in text for literal in XSS_LITERALS), text
+    assert widget_frame.evaluate("typeof window.__xss") == "undefined"
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_embed_iframe_380x600_answers_follow_up_and_xss(page, server, artifacts_dir):
+    page.goto(server.url + "/web/portal-example.html", wait_until="load")
+    frame = page.frame_locator("#cqa-iframe")
+    frame.locator("#cqa-q").fill("韩国打造了全球最大的什么集群？")
+    frame.locator("#cqa-send").click()
+    frame.locator(".msg.bot details").first.wait_for(state="attached")
+    frame.locator("#cqa-q").fill("那沙特呢？")
+    frame.locator("#cqa-send").click()
+    second = frame.locator(".msg.bot").nth(1)
+    second.locator("details").first.wait_for(state="attached")
+    assert "医疗集群" in second.inner_text()  # the embed keeps the conversation too
+    frame.locator("#cqa-q").fill(XSS_QUESTION)
+    frame.locator("#cqa-send").click()
+    third = frame.locator(".msg.bot").nth(2)
+    third.locator("details").first.wait_for(state="attached")
+    card = third.locator("details", has_text="Zorblax").first
+    card.locator("summary").click()
+    text = card.inner_text()
+    assert all(literal in text for literal in XSS_LITERALS), text
+    embed = page.locator("#cqa-iframe").element_handle().content_frame()
+    assert embed.evaluate("typeof window.__xss") == "undefined"
+    assert embed.evaluate("document.documentElement.scrollWidth") <= 380
+    page.locator("#cqa-iframe").screenshot(path=str(artifacts_dir / "app-embed-380x600.png"))
+
+
+def test_nothing_left_the_machine(browser):
+    assert browser.external == []  # no CDN fonts, no analytics, no share links
