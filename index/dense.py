@@ -1,0 +1,124 @@
+"""Dense vector index: FAISS inner product over L2-normalised vectors (= cosine).
+
+FAISS is managed directly (IndexIDMap2 over a flat or HNSW index) rather than through
+llama-index's FaissVectorStore: that store keeps its own docstore/ID bookkeeping, has
+no delete, and persists via a path that does not fit an atomic versioned directory.
+Here every chunk has a stable int64 label, so add/remove are single FAISS calls and the
+index is one file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# HNSW parameters, tuned in bench/index_speed.py for recall@10 >= 0.95 at 100k.
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 96
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+class DenseIndex:
+    """Labels -> vectors; exact (flat) below `ann_threshold` vectors, HNSW at or above."""
+
+    def __init__(self, dim: int, ann_threshold: int, index=None):
+        self.dim = dim
+        self.ann_threshold = ann_threshold
+        self.index = index if index is not None else self._empty(flat=True)
+
+    # --- construction -------------------------------------------------------------
+    def _empty(self, flat: bool):
+        faiss = _faiss()
+        if flat:
+            inner = faiss.IndexFlatIP(self.dim)
+        else:
+            inner = faiss.IndexHNSWFlat(self.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            inner.hnsw.efSearch = HNSW_EF_SEARCH
+        return faiss.IndexIDMap2(inner)
+
+    @property
+    def index_type(self) -> str:
+        return "hnsw" if self.is_approximate else "flat"
+
+    @property
+    def is_approximate(self) -> bool:
+        return isinstance(_faiss().downcast_index(self.index.index), _faiss().IndexHNSWFlat)
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal)
+
+    def labels(self) -> np.ndarray:
+        return _faiss().vector_to_array(self.index.id_map).astype(np.int64)
+
+    def copy(self) -> "DenseIndex":
+        return DenseIndex(self.dim, self.ann_threshold, _faiss().clone_index(self.index))
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        labels = np.asarray(labels, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape[1:] != (self.dim,):
+            raise ValueError(f"vectors have shape {vectors.shape}, expected (n, {self.dim})")
+        if not self.is_approximate and self.size + len(labels) >= self.ann_threshold:
+            self._rebuild(extra=(labels, vectors))  # crossing the threshold: switch to HNSW
+        else:
+            self.index.add_with_ids(vectors, labels)
+
+    def remove(self, labels) -> None:
+        labels = np.asarray(list(labels), dtype=np.int64)
+        if not len(labels):
+            return
+        if self.is_approximate:
+            # HNSW graphs cannot delete; rebuild from the kept vectors (rare: updates/removals).
+            keep = np.setdiff1d(self.labels(), labels)
+            self._rebuild(keep_labels=keep)
+        else:
+            self.index.remove_ids(labels)
+
+    def _rebuild(self, keep_labels=None, extra=None) -> None:
+        old_labels = self.labels() if keep_labels is None else keep_labels
+        old_vectors = self.vectors(old_labels)
+        if extra is not None:
+            old_labels = np.concatenate([old_labels, extra[0]])
+            old_vectors = np.concatenate([old_vectors, extra[1]])
+        self.index = self._empty(flat=len(old_labels) < self.ann_threshold)
+        if len(old_labels):
+            self.index.add_with_ids(old_vectors, old_labels)
+
+    # --- queries ------------------------------------------------------------------
+    def vectors(self, labels) -> np.ndarray:
+        labels = np.asarray(labels, dtype=np.int64)
+        if not len(labels):
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self.index.reconstruct_batch(labels)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels), each (n_queries, k'); missing slots have label -1."""
+        k = min(k, self.size)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if k <= 0:
+            n = len(queries)
+            return np.empty((n, 0), dtype=np.float32), np.empty((n, 0), dtype=np.int64)
+        return self.index.search(queries, k)
+
+    # --- persistence ----------------------------------------------------------------
+    def save(self, path) -> None:
+        _faiss().write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path, dim: int, ann_threshold: int) -> "DenseIndex":
+        faiss = _faiss()
+        index = faiss.read_index(str(path))
+        if not isinstance(index, faiss.IndexIDMap2):
+            index = faiss.downcast_index(index)
+        if isinstance(faiss.downcast_index(index.index), faiss.IndexHNSWFlat):
+            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        if index.d != dim:
+            raise ValueError(f"vector dimension {index.d}, expected {dim}")
+        return cls(dim, ann_threshold, index)

@@ -1,0 +1,85 @@
+"""Fusing the dense and BM25 result lists into one ranking of Hits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.records import Chunk
+
+MODES = ("hybrid", "dense", "bm25")
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float  # fused score (higher is better); the component score in single modes
+    dense_rank: int | None  # 1-based rank in the dense list, None if absent
+    bm25_rank: int | None
+    dense_score: float | None  # cosine
+    bm25_score: float | None
+
+    def to_dict(self) -> dict:
+        return {
+            "chunk": self.chunk.to_dict(),
+            "score": self.score,
+            "dense_rank": self.dense_rank,
+            "bm25_rank": self.bm25_rank,
+            "dense_score": self.dense_score,
+            "bm25_score": self.bm25_score,
+        }
+
+
+@dataclass
+class Candidates:
+    """One query's candidate pool: the union of both top lists, both scores for each."""
+
+    rows: np.ndarray  # chunk rows
+    dense_scores: np.ndarray  # cosine, computed for every candidate
+    bm25_scores: np.ndarray  # BM25, computed for every candidate (0 = no shared token)
+    dense_ranks: np.ndarray  # 1-based rank in the dense list, 0 = not in it
+    bm25_ranks: np.ndarray
+
+
+@dataclass
+class Fusion:
+    """How the two lists are combined; defaults chosen by measurement (index/README.md).
+
+    - "weighted": each score min-max normalised over the candidate pool (the union of
+      both top-`depth` lists, with both scores computed exactly for every candidate),
+      then dense_weight * dense + (1 - dense_weight) * bm25.
+    - "rrf": sum of 1 / (rrf_k + rank) over the lists a candidate appears in.
+    """
+
+    method: str = "weighted"
+    dense_weight: float = 0.5
+    rrf_k: int = 60
+    depth: int = 50  # candidates taken from each list
+
+    def __post_init__(self):
+        if self.method not in ("weighted", "rrf"):
+            raise ValueError(f"unknown fusion method {self.method!r} (weighted|rrf)")
+
+    def fuse(self, c: Candidates) -> np.ndarray:
+        """Fused score per candidate (aligned with c.rows)."""
+        if self.method == "rrf":
+            fused = np.zeros(len(c.rows))
+            for ranks in (c.dense_ranks, c.bm25_ranks):
+                present = ranks > 0
+                fused[present] += 1.0 / (self.rrf_k + ranks[present])
+            return fused
+        return self.dense_weight * _minmax(c.dense_scores) + (1 - self.dense_weight) * _minmax(c.bm25_scores)
+
+    def rank(self, c: Candidates, top_k: int) -> list[tuple[int, float]]:
+        """[(index into c.rows, fused score)], best first."""
+        fused = self.fuse(c)
+        order = np.argsort(-fused, kind="stable")[:top_k]
+        return [(int(j), float(fused[j])) for j in order]
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if hi - lo <= 1e-12:
+        return np.zeros_like(x, dtype=np.float64)
+    return (x - lo) / (hi - lo)
