@@ -435,6 +435,8 @@ class Guard:
         limit = self.limit_for(path)
         length = headers.get("content-length")
         if length and length.isdigit() and int(length) > limit:
+            if int(length) <= self.upload_limit:
+                await self._drain(receive)  # read it so the client sees the 413, not a reset
             return await JSONResponse({"error": f"request too large (limit {limit} bytes)"}, 413)(scope, receive, send)
 
         if path.startswith("/api/") and path not in OPEN_API_PATHS:
@@ -456,10 +458,21 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    if message.get("more_body"):
+                        await self._drain(receive, self.upload_limit - received)
                     raise BodyTooLarge(f"request too large (limit {limit} bytes)")
             return message
 
         return await self.app(scope, counted_receive, send)
+
+    @staticmethod
+    async def _drain(receive, budget: int = 1 << 62) -> None:
+        """Read and drop the rest of the body (up to `budget` bytes)."""
+        while budget > 0:
+            message = await receive()
+            budget -= len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
 
     def _authorised(self, key: str, path: str, headers) -> bool:
         if key and any(hmac.compare_digest(key, k) for k in self.settings.api_keys):
@@ -685,6 +698,8 @@ def create_app(settings, service: Service | None = None):
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-reading errors in a 400
+            return error(413, str(exc.__cause__))
         return error(exc.status_code, str(exc.detail), **(exc.headers or {}))
 
     @app.exception_handler(BodyTooLarge)
@@ -699,12 +714,20 @@ def create_app(settings, service: Service | None = None):
     async def bad_upload(request, exc: UploadError):
         return error(exc.status, str(exc))
 
-    @app.exception_handler(Exception)
-    async def server_error(request, exc):
+    # QuestionError is a ValueError; chat is imported lazily, so match it by instance here.
+    # (A handler for plain Exception would run in Starlette's outermost middleware, which
+    # re-raises and drops the connection.)
+    @app.exception_handler(ValueError)
+    async def value_error(request, exc: ValueError):
         if isinstance(exc, service.question_error):
             return error(getattr(exc, "status", 400), str(exc))
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return server_error(request, exc)
+
+    def server_error(request, exc):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error(500, "internal server error")
+
+    app.add_exception_handler(Exception, server_error)
 
     # ---- JSON API ----
 
@@ -725,7 +748,7 @@ def create_app(settings, service: Service | None = None):
         """Server-Sent Events: `status` and `token` events, then one `answer` event (or `error`)."""
         engine = service.require_engine()
         history = [t.model_dump() for t in req.history] if req.history is not None else None
-        events = engine.stream(req.question, history=history, top_k=req.top_k)
+        events = await run_in_threadpool(engine.stream, req.question, history=history, top_k=req.top_k)
         # Pull the first event here so bad input still gets a plain 4xx JSON response.
         first = await run_in_threadpool(next, events, None)
 
