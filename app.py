@@ -295,7 +295,7 @@ def answer_html(answer: dict, turn: int) -> str:
     cards = "".join(citation_card(c, turn, answer.get("language", "zh-Hans")) for c in answer.get("citations", []))
     sources = f'<div class="cqa-cards">{cards}</div>' if cards else ""
     return (f'<div class="cqa-answer" data-turn="{turn}">{note}<div class="cqa-text">{body}</div>'
-            f'<div class="cqa-tools"><a href="#" class="cqa-copy" role="button">⧉ 复制 Copy</a></div>'
+            f'<div class="cqa-tools"><a href="#" class="cqa-copy" role="button">复制 Copy</a></div>'
             f"{sources}</div>")
 
 

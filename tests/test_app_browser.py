@@ -77,7 +77,8 @@ def test_chinese_question_answer_cards_and_document_view(page, server, artifacts
     answer.locator("a.cqa-ref").first.click()  # [1] leads to its card and opens it
     page.wait_for_function("e => e.open", arg=card.element_handle())
     mark = card.locator(".cqa-passage mark")
-    assert mark.is_visible() and mark.inner_text() in card.locator(".cqa-passage").inner_text()
+    quote = mark.inner_text()
+    assert mark.is_visible() and quote and quote in card.locator(".cqa-passage").inner_text()
     assert "[1]" in card.locator("summary").inner_text()
     shot(page, artifacts_dir, "chat-zh-desktop")
 
@@ -85,7 +86,7 @@ def test_chinese_question_answer_cards_and_document_view(page, server, artifacts
     assert href.startswith("doc/") and "#passage" in href
     page.goto(server.url + "/" + href, wait_until="load")
     doc_mark = page.locator("#passage mark")
-    assert doc_mark.inner_text() == mark.inner_text()
+    assert doc_mark.inner_text() == quote
     assert page.evaluate("window.scrollY") > 0 or page.locator("#passage").is_visible()
     shot(page, artifacts_dir, "doc-view")
 
@@ -124,8 +125,8 @@ def test_follow_up_and_new_conversation(page, server):
 
 
 def test_phone_width_layout(browser, server, artifacts_dir):
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                            has_touch=True)
+    page = browser.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
     try:
         open_chat(page, server)
         answer = ask_in_chat(page, "全球先进制造业集群有哪些发展趋势？")

@@ -17,8 +17,8 @@ document.addEventListener("click", function (event) {
     event.preventDefault();
     var text = copy.closest(".cqa-answer").querySelector(".cqa-text").innerText;
     navigator.clipboard.writeText(text).then(function () {
-      copy.textContent = "✓ 已复制 Copied";
-      setTimeout(function () { copy.textContent = "⧉ 复制 Copy"; }, 1500);
+      copy.textContent = "已复制 Copied";
+      setTimeout(function () { copy.textContent = "复制 Copy"; }, 1500);
     });
   }
 });
