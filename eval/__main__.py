@@ -24,7 +24,8 @@ def cmd_squad(args) -> int:
     settings = _settings(args)
     summary = run_squad(args.file, args.out, settings=settings, retrieval_only=args.retrieval_only,
                         limit=args.limit, seed=args.seed, top_k=args.top_k, corpus=args.corpus,
-                        progress=not args.quiet, rebuild=args.rebuild)
+                        progress=not args.quiet, rebuild=args.rebuild,
+                        answer_limit=args.answer_limit)
     cfg = summary["config"]
     built = "cached" if cfg["index_cached"] else f"built in {cfg['index_build_s']} s"
     print(f"{summary['benchmark']} ({summary['language']}): {summary['n']} questions, {cfg['paragraphs']} paragraphs, "
@@ -100,6 +101,7 @@ def main(argv=None) -> int:
     s.add_argument("--corpus", choices=("file", "sample"), default="file",
                    help="index every paragraph of the file (default) or only the sampled questions' paragraphs")
     s.add_argument("--rebuild", action="store_true", help="rebuild the cached benchmark index")
+    s.add_argument("--answer-limit", type=int, help="ask the chat engine only a stratified N of the sampled questions")
     s.set_defaults(func=cmd_squad)
 
     c = sub.add_parser("convert", help="convert a SQuAD-format file to Traditional (s2twp) or Simplified")

@@ -14,6 +14,8 @@ from eval.metrics import answer_recall, percentile, rank_metrics, summarize
 from eval.progress import BuildProgress, bar
 
 QUALITY = ("hit@1", "hit@3", "hit@5", "mrr@10", "answer_recall", "refusal_accuracy", "citation_precision")
+# The figures the comparison is judged on (issue: hit@1, hit@5, MRR@10, answer recall).
+HEADLINE = ("hit@1", "hit@5", "mrr@10", "answer_recall")
 LATENCY = ("retrieve_ms_p50", "retrieve_ms_p95", "latency_ms_p50", "latency_ms_p95")
 
 
@@ -78,6 +80,7 @@ def _record(item: Item, passages: list[dict], answer: str, answered: bool, cited
     rec["citation_precision"] = (sum(item.relevant(c) for c in cited) / len(cited)
                                  if cited and answered and item.answerable else None)
     rec["retrieve_ms"], rec["latency_ms"] = retrieve_ms, total_ms
+    rec["answer_chars"] = len(answer) if answered else None
     return rec
 
 
@@ -86,6 +89,8 @@ def _summary(records: list[dict]) -> dict:
     ret = [r["retrieve_ms"] for r in records]
     s["retrieve_ms_p50"] = round(percentile(ret, 50), 1) if ret else None
     s["retrieve_ms_p95"] = round(percentile(ret, 95), 1) if ret else None
+    chars = [r["answer_chars"] for r in records if r.get("answer_chars") is not None]
+    s["answer_chars_mean"] = round(sum(chars) / len(chars), 1) if chars else None
     return s
 
 
@@ -134,7 +139,7 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
 
     s_cqa, s_base = _summary(cqa), _summary(base)
     ratios = {k: _ratio(s_cqa.get(k), s_base.get(k)) for k in QUALITY + LATENCY}
-    ahead = {k: (s_cqa[k] > s_base[k]) for k in QUALITY if s_cqa.get(k) is not None and s_base.get(k) is not None}
+    ahead = {k: (s_cqa[k] > s_base[k]) for k in HEADLINE if s_cqa.get(k) is not None and s_base.get(k) is not None}
     result = {
         "input": str(path), "n": len(items), "clusterqa": s_cqa, "baseline": s_base, "ratios_clusterqa_over_baseline": ratios,
         "clusterqa_ahead": ahead,
@@ -160,13 +165,14 @@ def _f(v, key=""):
 def _systems_markdown(r: dict) -> str:
     lines = [f"# ClusterQA vs llama-index baseline: {Path(r['input']).name}, {r['n']} questions", "",
              "| metric | ClusterQA | baseline | ClusterQA / baseline |", "|---|---|---|---|"]
-    for k in QUALITY + LATENCY:
+    for k in QUALITY + LATENCY + ("answer_chars_mean",):
         a, b = r["clusterqa"].get(k), r["baseline"].get(k)
         if a is None and b is None:
             continue
-        lines.append(f"| {k} | {_f(a, k)} | {_f(b, k)} | {_f(r['ratios_clusterqa_over_baseline'][k])} |")
+        lines.append(f"| {k} | {_f(a, k)} | {_f(b, k)} | {_f(_ratio(a, b))} |")
     behind = [k for k, ok in r["clusterqa_ahead"].items() if not ok]
-    lines += ["", "ClusterQA ahead on every quality figure: " + ("yes" if not behind else f"no (not ahead on {', '.join(behind)})"),
+    lines += ["", f"ClusterQA ahead on every quality figure ({', '.join(HEADLINE)}): "
+              + ("yes" if not behind else f"no (not ahead on {', '.join(behind)})"),
               "", "retrieve_ms = the retriever alone (query embedding included); latency_ms = the whole answer.",
               f"Config: {json.dumps(r['config'], ensure_ascii=False)}"]
     return "\n".join(lines)

@@ -160,3 +160,22 @@ def test_url_mode_agrees_with_in_process(server, corpus_index, test_settings, tm
     # Without the key the server refuses, and every question is recorded as an error.
     denied = run_question_set(qfile, tmp_path / "denied", settings=test_settings, url=server, progress=False)
     assert denied["errors"] == len(chosen)
+
+
+def test_compare_with_llama_index_baseline(cmrc_sample, test_settings, tmp_path):
+    from eval.compare import compare_systems
+
+    text = compare_systems(cmrc_sample, tmp_path / "cmp", settings=test_settings, top_k=10, progress=False)
+    r = json.loads((tmp_path / "cmp" / "compare.json").read_text(encoding="utf-8"))
+    assert r["n"] == 20 and r["config"]["baseline_nodes"] >= 20
+    for side in ("clusterqa", "baseline"):
+        s = r[side]
+        # both are real retrievers over distinct-topic paragraphs: near-perfect hit@5, never zero
+        assert s["hit@5"] >= 0.8 and s["answer_recall"] is not None and s["retrieve_ms_p50"] > 0, (side, s)
+    # the baseline answers with a whole passage, so it "answers" every question
+    assert r["baseline"]["refusal_accuracy"] == 1.0
+    ratio = r["ratios_clusterqa_over_baseline"]["hit@1"]
+    assert ratio == pytest.approx(r["clusterqa"]["hit@1"] / r["baseline"]["hit@1"], abs=1e-3)
+    assert "| hit@1 |" in text and "ClusterQA ahead on every quality figure" in text
+    rows = [json.loads(x) for x in (tmp_path / "cmp" / "compare.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 20 and all(row["baseline"]["answer"] for row in rows)
