@@ -64,7 +64,7 @@ def cmd_compare(args) -> int:
         text = compare_runs(args.inputs[0], args.inputs[1], out_dir=args.out)
     elif len(args.inputs) == 1:
         text = compare_systems(args.inputs[0], args.out, settings=_settings(args), limit=args.limit, seed=args.seed,
-                               top_k=args.top_k, progress=not args.quiet)
+                               top_k=args.top_k, progress=not args.quiet, answer_limit=args.answer_limit)
     else:
         print("compare takes one question set / SQuAD file, or two summary.json files", file=sys.stderr)
         return 2
@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     m.add_argument("--limit", type=int)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--top-k", type=int, default=10)
+    m.add_argument("--answer-limit", type=int, help="answer figures on a stratified N of the questions only")
     m.add_argument("--index-dir")
     m.set_defaults(func=cmd_compare)
 

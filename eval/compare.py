@@ -7,6 +7,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 from eval.answers import answer_dict, passage_text, strip_markers
@@ -27,6 +28,7 @@ class Item:
     answers: list = field(default_factory=list)
     history: list = field(default_factory=list)
     answerable: bool = True
+    group: str = ""  # stratum for sub-sampling (SQuAD paragraph)
 
 
 def _ratio(a, b):
@@ -49,7 +51,7 @@ def _squad_setup(path, settings, limit, seed, progress):
         return lambda p: paragraph_of_doc(p.get("doc_id", "")) == q.paragraph and contains_any(p.get("text", ""),
                                                                                                 q.answers)
 
-    items = [Item(q.id, q.question, relevant_for(q), q.answers) for q in questions]
+    items = [Item(q.id, q.question, relevant_for(q), q.answers, group=q.paragraph) for q in questions]
     return items, index, bench_settings, docs, cache_root
 
 
@@ -64,7 +66,7 @@ def _question_set_setup(path, settings):
         m = evidence_matcher(q.get("gold"), q.get("answers"))
         rel = (lambda p, m=m: m(p.get("text", ""))) if m else (lambda p: False)
         items.append(Item(q["id"], q["question"], rel, q.get("answers") or [], q.get("history") or [],
-                          q["answerable"]))
+                          q["answerable"], group=q["id"]))
     # The baseline gets the same cleaned documents ClusterQA indexed (same text, its own splitter).
     docs = [(d.doc_id, d.title, d.text) for d in index.documents()]
     return items, index, settings, docs, Path(settings.cache_dir) / "eval"
@@ -94,7 +96,11 @@ def _summary(records: list[dict]) -> dict:
     return s
 
 
-def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, progress=True) -> str:
+def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, progress=True,
+                    answer_limit: int | None = None) -> str:
+    """Both systems on the same questions. With answer_limit, retrieval figures cover every
+    question and answer figures (ClusterQA's chat answer, the baseline's top passage) a
+    seed-stratified subset of that size, the same subset for both."""
     from chat import ChatEngine
 
     from eval.baseline import LlamaIndexBaseline
@@ -107,6 +113,13 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
     else:
         items, index, run_settings, docs, cache_root = _question_set_setup(path, settings)
     engine = ChatEngine(index, run_settings)
+    if answer_limit is not None and answer_limit < len(items):
+        from eval.squad import stratified_sample
+
+        keyed = [SimpleNamespace(id=it.id, paragraph=it.group) for it in items]
+        asked = {q.id for q in stratified_sample(keyed, answer_limit, seed)}
+    else:
+        asked = {it.id for it in items}
     t0 = time.perf_counter()
     baseline = LlamaIndexBaseline(docs, settings, cache_dir=cache_root, top_k=top_k, show_progress=progress)
     baseline_build_s = time.perf_counter() - t0
@@ -115,9 +128,12 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
     with bar(len(items), "compare", progress) as pb:
         for it in items:
             # ClusterQA: the chat answer (end-to-end latency) and its retriever's top-k list (ranks).
-            t0 = time.perf_counter()
-            ad = answer_dict(engine.ask(it.question, history=it.history or None))
-            ask_ms = 1000.0 * (time.perf_counter() - t0)
+            ask = it.id in asked
+            ad, ask_ms = {}, None
+            if ask:
+                t0 = time.perf_counter()
+                ad = answer_dict(engine.ask(it.question, history=it.history or None))
+                ask_ms = 1000.0 * (time.perf_counter() - t0)
             query = ad.get("resolved_question") or it.question
             t0 = time.perf_counter()
             hits = index.retrieve(query, top_k=top_k, mode="hybrid")
@@ -131,6 +147,10 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
             b_ms = 1000.0 * (time.perf_counter() - t0)
             b_answer = baseline.answer(bp)
             b = _record(it, bp, b_answer, bool(b_answer), bp[:1], b_ms, b_ms)
+            if not ask:  # retrieval only for this question: no answer figures on either side
+                for rec in (a, b):
+                    rec.update(answer_recall=None, refusal_accuracy=None, citation_precision=None,
+                               latency_ms=None, answer_chars=None)
             cqa.append(a)
             base.append(b)
             rows.append({"id": it.id, "question": it.question, "clusterqa": {**a, "answer": ad.get("answer", "")},
@@ -141,9 +161,9 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
     ratios = {k: _ratio(s_cqa.get(k), s_base.get(k)) for k in QUALITY + LATENCY}
     ahead = {k: (s_cqa[k] > s_base[k]) for k in HEADLINE if s_cqa.get(k) is not None and s_base.get(k) is not None}
     result = {
-        "input": str(path), "n": len(items), "clusterqa": s_cqa, "baseline": s_base, "ratios_clusterqa_over_baseline": ratios,
+        "input": str(path), "n": len(items), "n_answered_pass": len(asked), "clusterqa": s_cqa, "baseline": s_base, "ratios_clusterqa_over_baseline": ratios,
         "clusterqa_ahead": ahead,
-        "config": {"top_k": top_k, "limit": limit, "seed": seed, "embed_model": settings.embed_model,
+        "config": {"top_k": top_k, "limit": limit, "answer_limit": answer_limit, "seed": seed, "embed_model": settings.embed_model,
                    "clusterqa_retrieval": "hybrid", "clusterqa_chunks": index.stats().get("chunks"),
                    "baseline": "llama-index VectorStoreIndex + default SentenceSplitter, dense only, answer = top passage",
                    "baseline_nodes": baseline.nodes, "baseline_build_s": round(baseline_build_s, 1),
@@ -163,7 +183,8 @@ def _f(v, key=""):
 
 
 def _systems_markdown(r: dict) -> str:
-    lines = [f"# ClusterQA vs llama-index baseline: {Path(r['input']).name}, {r['n']} questions", "",
+    lines = [f"# ClusterQA vs llama-index baseline: {Path(r['input']).name}, {r['n']} questions "
+             f"({r['n_answered_pass']} answered by both)", "",
              "| metric | ClusterQA | baseline | ClusterQA / baseline |", "|---|---|---|---|"]
     for k in QUALITY + LATENCY + ("answer_chars_mean",):
         a, b = r["clusterqa"].get(k), r["baseline"].get(k)
