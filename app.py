@@ -441,10 +441,13 @@ class Guard:
 
         if path.startswith("/api/") and path not in OPEN_API_PATHS:
             key = presented_key(headers)
-            if self.settings.api_keys and not self._authorised(key, path, headers):
+            valid_key = bool(key) and any(hmac.compare_digest(key, k) for k in self.settings.api_keys)
+            if self.settings.api_keys and not valid_key and not self._embed_token_ok(path, headers):
                 return await JSONResponse({"error": "missing or invalid API key (X-API-Key or Authorization: Bearer)"},
                                           401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
-            client = f"key:{key}" if key else f"ip:{(scope.get('client') or ('?',))[0]}"
+            # A valid key has its own bucket; anything else counts against the client's address
+            # (so made-up keys cannot buy fresh buckets).
+            client = f"key:{key}" if valid_key else f"ip:{(scope.get('client') or ('?',))[0]}"
             wait = self.limiter.take(client)
             if wait:
                 return await JSONResponse({"error": "too many requests, slow down"}, 429,
@@ -474,9 +477,7 @@ class Guard:
             if message["type"] != "http.request" or not message.get("more_body"):
                 return
 
-    def _authorised(self, key: str, path: str, headers) -> bool:
-        if key and any(hmac.compare_digest(key, k) for k in self.settings.api_keys):
-            return True
+    def _embed_token_ok(self, path: str, headers) -> bool:
         return path in EMBED_TOKEN_PATHS and self.tokens.valid(headers.get("x-embed-token", ""))
 
 

@@ -84,7 +84,7 @@ def make_corpus(home: Path, with_xss: bool = True) -> Path:
 
 
 def start_server(name: str, home: Path | None = None, index_dir: Path | None = None,
-                 corpus: Path | None = None, timeout: float = 420, **settings) -> Server:
+                 corpus: Path | None = None, timeout: float = 420, wait: bool = True, **settings) -> Server:
     """Run `python app.py --port N` with a private index, corpus, feedback log and upload dir."""
     home = home or Path(tempfile.mkdtemp(prefix=f"clusterqa-{name}-"))
     home.mkdir(parents=True, exist_ok=True)
@@ -104,8 +104,9 @@ def start_server(name: str, home: Path | None = None, index_dir: Path | None = N
     proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port)], cwd=home, env=env,
                             stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     server = Server(name, f"http://127.0.0.1:{port}", proc, home, log_path, env)
-    wait_ready(server, timeout)
-    server.started_s = time.monotonic() - t0
+    if wait:
+        wait_ready(server, timeout)
+        server.started_s = time.monotonic() - t0
     return server
 
 
@@ -141,13 +142,20 @@ _SERVERS: dict[str, Server] = {}
 # The main server under test: keys, admin and an allowed portal origin are all configured.
 MAIN = dict(api_keys=["test-key"], admin_key="test-admin", allowed_origins=["http://portal.example"],
             rate_limit_per_minute=100_000, max_upload_mb=1)
-# A second server with nothing configured and a tiny rate limit.
-OPEN = dict(rate_limit_per_minute=5)
+# A second server with no keys or admin, a tiny rate limit, and an LLM endpoint that refuses
+# connections (nothing listens on that loopback port).
+OPEN = dict(rate_limit_per_minute=5, llm_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="absent-model",
+            llm_timeout=5)
 
 
-def shared_server(name: str) -> Server:
+def shared_server(name: str, early=None) -> Server:
+    """The session's server `name`; `early(server)` runs once, as soon as it answers HTTP."""
     if name not in _SERVERS:
-        _SERVERS[name] = start_server(name, **{"main": MAIN, "open": OPEN}[name])
+        server = start_server(name, wait=early is None, **{"main": MAIN, "open": OPEN}[name])
+        _SERVERS[name] = server
+        if early is not None:
+            server.early = early(server)
+            wait_ready(server, 420)
     return _SERVERS[name]
 
 
