@@ -77,6 +77,11 @@ _MESSAGES = {
         # English asker, Chinese evidence: no offline translator exists, so we quote and say so.
         EN: "According to the documents (quoted from the Chinese source, untranslated):",
     },
+    "opening_quoted_en": {
+        # Chinese asker, English evidence: quoted as written.
+        HANS: "根据文档（引自英文原文，未翻译）：",
+        HANT: "根據文件（引自英文原文，未翻譯）：",
+    },
     "not_found": {
         HANS: "抱歉，文档中没有找到这个问题的答案。下面列出的是最接近的段落，仅供参考。",
         HANT: "抱歉，文件中沒有找到這個問題的答案。下面列出的是最接近的段落，僅供參考。",
@@ -135,7 +140,8 @@ _MESSAGES = {
 def message(key: str, language: str, **fields) -> str:
     """A user-facing message in the asker's language and script."""
     table = _MESSAGES[key]
-    return table.get(language, table[EN]).format(**fields)
+    text = table.get(language) or table.get(EN) or table[HANS]
+    return text.format(**fields)
 
 
 def bilingual(key: str, **fields) -> str:

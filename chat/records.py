@@ -38,6 +38,7 @@ class Answer:
     timings_ms: dict = field(default_factory=lambda: {"retrieve": 0.0, "answer": 0.0, "total": 0.0})
     resolved_question: str | None = None  # set when a follow-up was rewritten from the history
     note: str | None = None  # e.g. why an LLM answer fell back to extractive
+    evidence: dict | None = field(default=None, repr=False)  # the refusal rule's inputs (tuning, debugging)
 
     def to_dict(self) -> dict:
         out = {

@@ -1,0 +1,227 @@
+"""The extractive answerer: pick the 1–4 sentences of the retrieved passages that answer.
+
+Steps: split every retrieved chunk into sentences (ingest's splitter) → drop duplicates
+that overlapping chunks share → score each sentence against the question → take the best
+one, then add sentences that score nearly as well, favouring the best one's neighbours
+(an answer often sits in the sentence right after the one that matches the question) →
+return them in the sources' reading order.
+
+Score = dense similarity (E5 cosine, standardised across the candidates, because raw E5
+cosines sit in a narrow band) + the same for the cross-lingual USE encoder when given
+(chat/crosslingual.py) + lexical coverage of the question's terms (IDF-weighted over
+the candidates) + a small prior for the chunk's retrieval rank. The weights were set by
+measuring answer recall on CMRC 2018 and on the dev set (chat/README.md).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import terms as T
+
+LIST_ITEM_RE = re.compile(r"^\s*(?:(\d{1,2})\s*[.、．)）]|[（(]([一二三四五六七八九十]{1,2})[）)]|([一二三四五六七八九十]{1,2})\s*、)")
+ZH_NUM = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+TERMINAL_RE = re.compile(r"[。！？!?.;；]$")
+
+
+@dataclass
+class Sentence:
+    hit_rank: int  # 0-based rank of the retrieved chunk it came from
+    hit: object  # index.Hit
+    start: int  # offsets within hit.chunk.text
+    end: int
+    text: str
+    simple: str  # Simplified, lower case: what term matching sees
+    dense: float = 0.0  # E5 cosine
+    second: float = 0.0  # USE cosine (0 when no second encoder)
+    lexical: float = 0.0
+    score: float = 0.0
+
+    @property
+    def doc_id(self) -> str:
+        return self.hit.chunk.doc_id
+
+    @property
+    def doc_start(self) -> int:
+        return self.hit.chunk.start + self.start
+
+    @property
+    def doc_end(self) -> int:
+        return self.hit.chunk.start + self.end
+
+
+@dataclass
+class Extraction:
+    selected: list[Sentence]  # in reading order
+    candidates: list[Sentence]  # all scored sentences, best first
+    terms: list[str] = field(default_factory=list)
+    weights: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> Sentence | None:
+        return self.candidates[0] if self.candidates else None
+
+
+class ExtractiveAnswerer:
+    """Chooses answer sentences from retrieved chunks; needs only the embedding model."""
+
+    def __init__(self, embedder, second_encoder=None, max_sentences: int = 4, max_chars: int = 420,
+                 dense_weight: float = 1.0, second_weight: float = 1.0, lexical_weight: float = 3.0,
+                 rank_weight: float = 0.3, margin: float = 1.2, neighbour_bonus: float = 0.8,
+                 cache_size: int = 50_000):
+        self.embedder = embedder  # index.Embedder (E5): encode_queries / encode_passages
+        self.second_encoder = second_encoder  # optional cross-lingual encoder (chat.crosslingual.USEEncoder)
+        self.second_weight = second_weight
+        self.max_sentences = max_sentences
+        self.max_chars = max_chars  # keeps four long sentences from becoming a wall of text
+        self.dense_weight = dense_weight
+        self.lexical_weight = lexical_weight
+        self.rank_weight = rank_weight
+        self.margin = margin  # how far below the best a sentence may score and still be added
+        self.neighbour_bonus = neighbour_bonus
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # --- public -------------------------------------------------------------------------
+    def extract(self, question: str, hits: list, ordinal: int | None = None) -> Extraction:
+        candidates = self.split(hits)
+        if not candidates:
+            return Extraction([], [])
+        terms = T.question_terms(question)
+        weights = T.idf_weights(terms, [s.simple for s in candidates])
+        self._score(question, candidates, terms, weights)
+        ranked = sorted(candidates, key=lambda s: -s.score)
+        selected = self._select(ranked, candidates, ordinal)
+        return Extraction(selected, ranked, terms, weights)
+
+    def split(self, hits: list) -> list[Sentence]:
+        """Sentences of the retrieved chunks, each span of a document once (overlaps removed)."""
+        from ingest.chunking import split_sentences
+
+        found = [
+            Sentence(rank, hit, start, end, hit.chunk.text[start:end], T.simplify(hit.chunk.text[start:end]))
+            for rank, hit in enumerate(hits)
+            for start, end in split_sentences(hit.chunk.text)
+        ]
+
+        def covered_by(s: Sentence, o: Sentence) -> bool:
+            # an overlap repeats a sentence, or cuts one short at a chunk edge: keep the
+            # longer copy, and of two equal copies the one from the better-ranked chunk
+            if o is s or o.doc_id != s.doc_id or not (o.doc_start <= s.doc_start and s.doc_end <= o.doc_end):
+                return False
+            return (o.doc_start, o.doc_end) != (s.doc_start, s.doc_end) or o.hit_rank < s.hit_rank
+
+        return [s for s in found if not any(covered_by(s, o) for o in found)]
+
+    # --- scoring ------------------------------------------------------------------------
+    def _score(self, question: str, candidates: list[Sentence], terms, weights) -> None:
+        texts = [s.text for s in candidates]
+        dense = self._similarities(question, texts, "e5")
+        second = self._similarities(question, texts, "use") if self.second_encoder else None
+        for i, s in enumerate(candidates):
+            s.dense = float(dense[0][i])
+            s.second = float(second[0][i]) if second is not None else 0.0
+            s.lexical = T.coverage(terms, weights, s.simple)
+            prior = 1.0 / (1 + s.hit_rank)
+            fragment = 0.0 if len(s.text) >= 8 or TERMINAL_RE.search(s.text) else -1.0  # nav lines, labels
+            s.score = (self.dense_weight * float(dense[1][i]) + self.lexical_weight * s.lexical
+                       + self.rank_weight * prior + fragment)
+            if second is not None:
+                s.score += self.second_weight * float(second[1][i])
+
+    def _similarities(self, question: str, texts: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(cosines, standardised cosines) of the question against each text."""
+        if kind == "e5":
+            q = self.embedder.encode_queries([question])[0]
+        else:
+            q = self.second_encoder.encode([question])[0]
+        cosines = self._embed(texts, kind) @ q
+        spread = float(cosines.std()) if len(cosines) > 2 else 0.0
+        z = (cosines - cosines.mean()) / spread if spread > 1e-6 else np.zeros_like(cosines)
+        return cosines, z
+
+    def _embed(self, texts: list[str], kind: str) -> np.ndarray:
+        """Sentence vectors: one batch call for those not cached yet (keyed by encoder and text)."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._cache))
+        if missing:
+            if kind == "e5":
+                vectors = self.embedder.encode_passages(missing)
+            else:
+                vectors = self.second_encoder.encode(missing)
+            with self._lock:
+                for text, vector in zip(missing, vectors):
+                    self._cache[(kind, text)] = vector
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            for t in texts:
+                self._cache.move_to_end((kind, t))
+            return np.stack([self._cache[(kind, t)] for t in texts])
+
+    # --- selection ----------------------------------------------------------------------
+    def _select(self, ranked: list[Sentence], candidates: list[Sentence], ordinal: int | None) -> list[Sentence]:
+        best = ranked[0]
+        item = self._list_item(ranked, candidates, ordinal) if ordinal else None
+        if item is not None:
+            return [item]
+        selected = [best]
+        chars = len(best.text)
+        pool = [s for s in ranked[1:]]
+        while len(selected) < self.max_sentences and pool:
+            def value(s: Sentence) -> float:
+                return s.score + (self.neighbour_bonus if any(_adjacent(s, t, candidates) for t in selected) else 0.0)
+
+            nxt = max(pool, key=value)
+            if value(nxt) < best.score - self.margin or chars + len(nxt.text) > self.max_chars:
+                break
+            pool.remove(nxt)
+            selected.append(nxt)
+            chars += len(nxt.text)
+        return sorted(selected, key=lambda s: (min(t.hit_rank for t in selected if t.doc_id == s.doc_id),
+                                               s.doc_id, s.doc_start))
+
+    def _list_item(self, ranked: list[Sentence], candidates: list[Sentence], ordinal: int) -> Sentence | None:
+        """The ordinal-th item of the numbered list nearest the best-scoring list sentence."""
+        items = [(s, _item_number(s.text)) for s in candidates]
+        items = [(s, k) for s, k in items if k is not None]
+        if not items:
+            return None
+        # the list the question is about: the one holding the best-scoring item or intro line
+        anchor = next((s for s in ranked if _item_number(s.text) is not None or s.text.rstrip().endswith((":", "："))), None)
+        if anchor is None:
+            return None
+        same_list = [(s, k) for s, k in items if s.doc_id == anchor.doc_id and abs(s.doc_start - anchor.doc_start) < 2000]
+        if not same_list:
+            return None
+        if ordinal == -1:
+            return max(same_list, key=lambda sk: (sk[1], sk[0].doc_start))[0]
+        matches = [s for s, k in same_list if k == ordinal]
+        return min(matches, key=lambda s: abs(s.doc_start - anchor.doc_start)) if matches else None
+
+
+def _item_number(text: str) -> int | None:
+    m = LIST_ITEM_RE.match(text)
+    if not m:
+        return None
+    if m.group(1):
+        return int(m.group(1))
+    token = m.group(2) or m.group(3)
+    if len(token) == 1:
+        return ZH_NUM.get(token)
+    return 10 + ZH_NUM.get(token[1], 0) if token[0] == "十" else None
+
+
+def _adjacent(a: Sentence, b: Sentence, candidates: list[Sentence]) -> bool:
+    """Neighbours in the document: nothing but whitespace between them."""
+    if a.doc_id != b.doc_id:
+        return False
+    first, second = (a, b) if a.doc_start < b.doc_start else (b, a)
+    gap = second.doc_start - first.doc_end
+    return 0 <= gap <= 2
