@@ -624,7 +624,9 @@ def build_admin_ui(gr, service: Service, settings) -> None:
             try:
                 r = ingest_upload(service, path.read_bytes(), path.name,
                                   progress=lambda stage, done, total: progress((done, total), desc=stage))
-                lines.append(f"OK {r['file']}: {r['summary']}")
+                s = r["summary"]
+                lines.append(f"OK {r['file']}: {s.get('chunks_embedded', '?')} passages indexed, "
+                             f"{s.get('documents', '?')} documents in all")
             except UploadError as exc:
                 lines.append(f"FAILED {path.name}: {exc}")
         return ("\n".join(esc(x) for x in lines) or "—"), *table()
@@ -645,7 +647,8 @@ def build_admin_ui(gr, service: Service, settings) -> None:
             up = gr.Button("上传并索引 Upload & index", variant="primary")
             ls = gr.Button("刷新列表 List documents")
         result = gr.Markdown()
-        docs = gr.Dataframe(headers=["doc_id", "title", "chunks"], interactive=False, wrap=True)
+        docs = gr.Dataframe(headers=["doc_id", "title", "chunks"], interactive=False, wrap=True,
+                            column_widths=["42%", "46%", "12%"])
         with gr.Row():
             pick = gr.Dropdown(label="删除文档 Remove document", choices=[], scale=4)
             rm = gr.Button("删除 Remove", variant="stop", scale=1)

@@ -7,6 +7,7 @@ import json
 import time
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 
 from browser.harness import XSS_DOC_ID, launch_chromium, shared_server
@@ -214,3 +215,30 @@ def test_embed_iframe_380x600_answers_follow_up_and_xss(page, server, artifacts_
 
 def test_nothing_left_the_machine(browser):
     assert browser.external == []  # no CDN fonts, no analytics, no share links
+
+
+def test_admin_uploads_lists_and_removes_on_the_page(page, server, tmp_path, artifacts_dir):
+    doc = tmp_path / "Velmora 集群简报.md"
+    doc.write_text("# Velmora 集群\n\nVelmora 集群拥有 64 家企业，专注于海上风电装备。\n", encoding="utf-8")
+    open_chat(page, server)
+    page.click("#cqa-admin >> text=Documents (admin)")
+    admin = page.locator("#cqa-admin")
+    admin.locator("input[type=password]").fill("wrong")
+    admin.get_by_role("button", name="刷新列表 List documents").click()
+    page.get_by_text("Wrong admin key").first.wait_for()
+
+    admin.locator("input[type=password]").fill("test-admin")
+    admin.locator("input[type=file][multiple]").set_input_files(str(doc))
+    admin.get_by_role("button", name="上传并索引 Upload & index").click()
+    page.wait_for_function("document.querySelector('#cqa-admin').innerText.includes('OK Velmora')")
+    assert "Velmora_集群简报.md" in admin.inner_text()  # listed, with its chunk count
+    shot(page, artifacts_dir, "admin")
+    answer = ask_in_chat(page, "Velmora 集群有多少家企业？")
+    assert "64" in answer.locator(".cqa-text").inner_text()
+
+    admin.get_by_label("删除文档 Remove document").click()
+    page.get_by_role("option", name="Velmora_集群简报.md").click()
+    admin.get_by_role("button", name="删除 Remove").click()
+    page.wait_for_function("document.querySelector('#cqa-admin').innerText.includes('removed 1')")
+    docs = httpx.get(server.url + "/api/documents", headers={"X-API-Key": "test-key"}).json()["documents"]
+    assert not [d for d in docs if "Velmora" in d["doc_id"]]
