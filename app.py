@@ -220,6 +220,21 @@ def ingest_upload(service: Service, data: bytes, filename: str, progress=None) -
     return {"file": target.name, "type": ext.lstrip("."), "summary": summary}
 
 
+def remove_document(service: Service, doc_id: str) -> int:
+    """Drop a document from the index and, if it was uploaded, its stored file."""
+    service.require_engine()
+    doc = service.index.get_document(doc_id)
+    if doc is None:
+        return 0
+    removed = service.index.remove([doc_id])
+    upload_dir = Path(service.settings.upload_dir).resolve()
+    stored = Path(doc.path).resolve() if doc.path else None
+    if removed and stored and stored.parent == upload_dir and stored.is_file():
+        stored.unlink()
+    log.info("removed %s", doc_id)
+    return removed
+
+
 def list_documents(index) -> list[dict]:
     return [
         {"doc_id": d.doc_id, "title": d.title, "date": d.date, "language": d.language,
@@ -606,17 +621,18 @@ def build_ui(service: Service, settings):
 def build_admin_ui(gr, service: Service, settings) -> None:
     """Upload / list / remove documents; every action checks the admin key."""
 
-    def check(key: str):
-        if not (key and hmac.compare_digest(key, settings.admin_key)):
-            raise gr.Error("管理密钥错误 Wrong admin key")
-        service.require_engine()
+    WRONG_KEY = "管理密钥错误 Wrong admin key"
+
+    def allowed(key: str) -> bool:
+        return bool(key) and hmac.compare_digest(key, settings.admin_key) and service.index is not None
 
     def table():
         rows = list_documents(service.index) if service.index is not None else []
         return [[r["doc_id"], r["title"], r["chunks"]] for r in rows], gr.update(choices=[r["doc_id"] for r in rows])
 
     def upload(key, files, progress=gr.Progress()):
-        check(key)
+        if not allowed(key):
+            return WRONG_KEY, gr.skip(), gr.skip()
         lines = []
         for f in files or []:
             path = Path(getattr(f, "name", f))
@@ -632,12 +648,14 @@ def build_admin_ui(gr, service: Service, settings) -> None:
         return ("\n".join(esc(x) for x in lines) or "—"), *table()
 
     def remove(key, doc_id):
-        check(key)
-        n = service.index.remove([doc_id]) if doc_id else 0
+        if not allowed(key):
+            return WRONG_KEY, gr.skip(), gr.skip()
+        n = remove_document(service, doc_id) if doc_id else 0
         return f"removed {n}", *table()
 
     def refresh(key):
-        check(key)
+        if not allowed(key):
+            return WRONG_KEY, gr.skip(), gr.skip()
         return "", *table()
 
     with gr.Accordion("文档管理 Documents (admin)", open=False, elem_id="cqa-admin"):
@@ -801,12 +819,12 @@ def create_app(settings, service: Service | None = None):
             return ingest_upload(service, data, file.filename or "upload")
 
         @app.delete("/api/admin/documents/{doc_id:path}", tags=["admin"])
-        def remove_document(doc_id: str, x_admin_key: str = Header("")):
+        def delete_document(doc_id: str, x_admin_key: str = Header("")):
             require_admin(x_admin_key)
-            service.require_engine()
-            if service.index.get_document(doc_id) is None:
+            removed = remove_document(service, doc_id)
+            if not removed:
                 raise HTTPException(404, f"unknown document: {doc_id}")
-            return {"removed": service.index.remove([doc_id])}
+            return {"removed": removed}
 
     # ---- pages ----
 
@@ -905,7 +923,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_mod.load_settings(config_file=args.config, **overrides)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("bm25s", "faiss", "httpx", "jieba"):
+    logging.getLogger().handlers[0].setLevel(logging.INFO)  # libraries that turn on their own DEBUG
+    for noisy in ("faiss", "httpx", "jieba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     service = Service(settings)
     service.start()

@@ -156,6 +156,10 @@ def test_xss_document_is_text_in_chat_and_document_view(page, server, artifacts_
     xss_card.locator("summary").click()
     assert_xss_inert(page, xss_card)
     shot(page, artifacts_dir, "xss-chat")
+    markup_question = '<img src=x onerror="window.__xss=1"> Zorblax 样本是什么？'
+    ask_in_chat(page, markup_question)
+    assert page.locator(".cqa-q", has_text=markup_question).count() == 1  # the question shown as typed
+    assert page.evaluate("typeof window.__xss") == "undefined"
     page.goto(f"{server.url}/doc/{XSS_DOC_ID}", wait_until="load")
     assert_xss_inert(page, page.locator("article"))
 
@@ -225,7 +229,8 @@ def test_admin_uploads_lists_and_removes_on_the_page(page, server, tmp_path, art
     admin = page.locator("#cqa-admin")
     admin.locator("input[type=password]").fill("wrong")
     admin.get_by_role("button", name="刷新列表 List documents").click()
-    page.get_by_text("Wrong admin key").first.wait_for()
+    page.wait_for_function("document.querySelector('#cqa-admin').innerText.includes('Wrong admin key')")
+    assert "related/" not in admin.inner_text()  # no list without the key
 
     admin.locator("input[type=password]").fill("test-admin")
     admin.locator("input[type=file][multiple]").set_input_files(str(doc))
@@ -242,3 +247,7 @@ def test_admin_uploads_lists_and_removes_on_the_page(page, server, tmp_path, art
     page.wait_for_function("document.querySelector('#cqa-admin').innerText.includes('removed 1')")
     docs = httpx.get(server.url + "/api/documents", headers={"X-API-Key": "test-key"}).json()["documents"]
     assert not [d for d in docs if "Velmora" in d["doc_id"]]
+
+
+def test_no_server_errors_logged(server):
+    assert "Traceback" not in server.log_path.read_text(errors="replace")

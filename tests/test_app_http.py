@@ -200,8 +200,9 @@ def test_upload_checks_size_type_and_name_then_indexes_and_removes(api, main_ser
     r = api.post(up, files={"file": ("../../../etc/../quarkvale notes.md", text)}, headers=ADMIN)
     assert r.status_code == 200, r.text
     assert r.json()["file"] == "quarkvale_notes.md"
-    stored = list(main_server.upload_dir.rglob("*"))
-    assert [p.name for p in stored] == ["quarkvale_notes.md"]
+    stored = main_server.upload_dir / "quarkvale_notes.md"
+    assert stored.read_bytes() == text and not list(main_server.home.rglob("*.part"))
+    assert [p for p in main_server.home.rglob("quarkvale*")] == [stored]  # nowhere else, e.g. up the tree
     docs = {d["doc_id"]: d for d in api.get("/api/documents").json()["documents"]}
     new = [d for d in docs if "quarkvale" in d]
     assert len(new) == 1 and docs[new[0]]["chunks"] >= 1
@@ -210,6 +211,7 @@ def test_upload_checks_size_type_and_name_then_indexes_and_removes(api, main_ser
 
     r = api.delete(f"{up}/{new[0]}", headers=ADMIN)
     assert r.status_code == 200 and r.json()["removed"] == 1
+    assert not stored.exists()  # the uploaded file goes with it
     assert not [d for d in api.get("/api/documents").json()["documents"] if "quarkvale" in d["doc_id"]]
     assert api.delete(f"{up}/{new[0]}", headers=ADMIN).status_code == 404
 
