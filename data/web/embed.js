@@ -96,7 +96,7 @@
       var resp = await fetch(base + "api/ask/stream", {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-Embed-Token": token },
-        body: JSON.stringify({ question: question, history: history }),
+        body: JSON.stringify({ question: question, history: history.slice(-8) }),  // recent turns: bodies stay small
       });
       if (!resp.ok) {
         var body = await resp.json().catch(function () { return {}; });
