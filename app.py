@@ -703,9 +703,14 @@ def create_app(settings, service: Service | None = None):
     service = service or Service(settings)
     tokens = EmbedTokens()
 
-    app = FastAPI(title="ClusterQA API", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json",
+    # FastAPI's Swagger page loads its scripts from a CDN; /api/docs below is self-contained.
+    app = FastAPI(title="ClusterQA API", version="1", docs_url=None, openapi_url="/api/openapi.json",
                   redoc_url=None, root_path=settings.root_path or "")
     app.state.service = service
+
+    def prefix_of(request: Request) -> str:
+        """Where the site lives, for links in our own pages (behind a proxy: its sub-path)."""
+        return (request.scope.get("root_path") or "").rstrip("/") + "/"
 
     def error(status: int, message: str, **headers) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
@@ -806,6 +811,26 @@ def create_app(settings, service: Service | None = None):
         return {"doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "language": doc.language,
                 "source": doc.source, "chunks": len(service.index.chunks_of(doc_id)), "text": doc.text}
 
+    @app.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
+    def api_docs(request: Request):
+        """The API reference, rendered from the OpenAPI schema without any external script."""
+        spec = app.openapi()
+        parts = []
+        for path, operations in spec["paths"].items():
+            for method, op in operations.items():
+                body = op.get("requestBody", {}).get("content", {})
+                parts.append(
+                    f"<h2><code>{esc(method.upper())} {esc(path)}</code></h2><p>{esc(op.get('description', ''))}</p>"
+                    + (f"<details><summary>request body</summary><pre>{esc(json.dumps(body, indent=1))}</pre></details>"
+                       if body else ""))
+        schemas = json.dumps(spec.get("components", {}).get("schemas", {}), indent=1, ensure_ascii=False)
+        return HTMLResponse(
+            f'<!doctype html><meta charset="utf-8"><title>ClusterQA API</title>'
+            f'<link rel="stylesheet" href="{esc(prefix_of(request))}web/doc.css"><h1>ClusterQA API</h1>'
+            f'<p>Machine-readable: <a href="openapi.json">openapi.json</a>. Errors are <code>{{"error": "…"}}</code> '
+            f"with a 4xx status. Keys: <code>X-API-Key</code> or <code>Authorization: Bearer</code>.</p>"
+            + "".join(parts) + f"<h2>Schemas</h2><pre>{esc(schemas)}</pre>")
+
     if settings.admin_key:
         def require_admin(key: str):
             if not (key and hmac.compare_digest(key, settings.admin_key)):
@@ -829,9 +854,6 @@ def create_app(settings, service: Service | None = None):
     # ---- pages ----
 
     frame_ancestors = " ".join(["'self'", *settings.allowed_origins])
-
-    def prefix_of(request: Request) -> str:
-        return (request.scope.get("root_path") or "").rstrip("/") + "/"
 
     @app.get("/doc/{doc_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def doc_page(request: Request, doc_id: str, script: str = "zh-Hans", start: int = Query(0, ge=0),
