@@ -158,3 +158,6 @@ def test_hit_rule_needs_right_paragraph_and_answer(tmp_path):
     assert [r["rank"] for r in recs] == [2, 3, None]
     assert recs[0]["mrr@10"] == 0.5 and recs[2]["hit@5"] == 0.0
     assert recs[1]["retrieved"][0] == "a0p0.txt#0" and ms >= 0
+    # paragraph level ignores the answer: q_t1's first chunk is from its paragraph
+    assert [r["paragraph_hit@1"] for r in recs] == [0.0, 1.0, 0.0]
+    assert recs[0]["paragraph_mrr@10"] == 0.5
