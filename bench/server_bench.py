@@ -3,7 +3,9 @@
     .venv/bin/python bench/server_bench.py [--requests 200] [--starts 2]
 
 Runs the real `python app.py` on loopback (rate limit off, no keys), closed loop: each client
-sends its next request when the previous answer arrives. Writes bench/results/server_bench.json.
+sends its next request when the previous answer arrives. "Server overhead" is the wall time
+minus the engine's own `timings_ms.total`: what HTTP, validation and JSON add on top of chat.
+Writes bench/results/server_bench.json.
 """
 
 import argparse
@@ -40,6 +42,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_load(url: str, qs: list[str], total: int, clients: int) -> dict:
     latencies: list[float] = []
+    overheads: list[float] = []  # wall time minus the engine's own timings_ms.total: HTTP + server
     errors: list[str] = []
     counter = iter(range(total))
     lock = threading.Lock()
@@ -52,15 +55,19 @@ def run_load(url: str, qs: list[str], total: int, clients: int) -> dict:
                 if i is None:
                     return
                 t0 = time.perf_counter()
+                engine_ms = None
                 try:
                     r = http.post("/api/ask", json={"question": qs[i % len(qs)]})
                     ok = r.status_code == 200 and "answer" in r.json()
                     err = None if ok else f"{r.status_code}: {r.text[:100]}"
+                    engine_ms = r.json()["timings_ms"]["total"] if ok else None
                 except httpx.HTTPError as exc:
                     err = repr(exc)
                 ms = (time.perf_counter() - t0) * 1000
                 with lock:
                     latencies.append(ms)
+                    if engine_ms is not None:
+                        overheads.append(ms - engine_ms)
                     if err:
                         errors.append(err)
 
@@ -73,7 +80,9 @@ def run_load(url: str, qs: list[str], total: int, clients: int) -> dict:
     wall = time.perf_counter() - t0
     return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_samples": errors[:3],
             "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 95), 1),
-            "max_ms": round(max(latencies), 1), "throughput_rps": round(len(latencies) / wall, 1)}
+            "max_ms": round(max(latencies), 1), "throughput_rps": round(len(latencies) / wall, 1),
+            "server_overhead_p50_ms": round(statistics.median(overheads), 1) if overheads else None,
+            "server_overhead_p95_ms": round(percentile(overheads, 95), 1) if overheads else None}
 
 
 def main() -> None:
@@ -135,6 +144,9 @@ def main() -> None:
         ("8 clients p95 ms", eight["p95_ms"], TARGETS["p95_ms_8_clients"], result["met"]["8_clients"]),
         ("8 clients errors", eight["errors"], 0, eight["errors"] == 0),
         ("8 clients throughput req/s", eight["throughput_rps"], None, None),
+        ("server overhead p50 ms, 1 client", one["server_overhead_p50_ms"], None, None),
+        ("server overhead p95 ms, 1 client", one["server_overhead_p95_ms"], None, None),
+        ("server overhead p95 ms, 8 clients", eight["server_overhead_p95_ms"], None, None),
     ]
     for name, value, target, met in rows:
         t = "" if target is None else f"{target:g}"
