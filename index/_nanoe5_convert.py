@@ -13,6 +13,7 @@ place, so a killed conversion never leaves a half-written model behind.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -70,15 +71,22 @@ class E5File:
     tensors: dict[str, np.ndarray]
 
 
+# Weight value of each nibble of a byte, minus the Q4_0 offset of 8.
+_LOW = (np.arange(256) & 0x0F).astype(np.float32) - 8
+_HIGH = (np.arange(256) >> 4).astype(np.float32) - 8
+
+
 def _dequantize_q4(raw: bytes, n: int) -> np.ndarray:
     blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 18)
     if blocks.shape[0] * QK != n:
         raise ConversionError(f"Q4 tensor has {blocks.shape[0]} blocks for {n} weights")
     scale = blocks[:, :2].copy().view("<f2").astype(np.float32)  # (nb, 1)
     qs = blocks[:, 2:]
-    low = (qs & 0x0F).astype(np.int8) - 8
-    high = (qs >> 4).astype(np.int8) - 8
-    return (np.concatenate([low, high], axis=1).astype(np.float32) * scale).reshape(-1)
+    out = np.empty((blocks.shape[0], QK), dtype=np.float32)
+    out[:, :16] = _LOW[qs]  # byte j: weight j in the low nibble, weight j+16 in the high one
+    out[:, 16:] = _HIGH[qs]
+    out *= scale
+    return out.reshape(-1)
 
 
 def read_e5_file(path: Path) -> E5File:
@@ -175,6 +183,16 @@ def _bert_state_dict(f: E5File) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sd.items()}
 
 
+@functools.cache
+def _nfkc_changed() -> tuple[int, ...]:
+    """Every code point that NFKC changes (by this Python's Unicode tables)."""
+    return tuple(
+        cp
+        for cp in range(0x110000)
+        if not 0xD800 <= cp < 0xE000 and unicodedata.normalize("NFKC", chr(cp)) != chr(cp)
+    )
+
+
 def _normalizer(norm_map: dict[int, str]):
     """A `tokenizers` normaliser reproducing e5.c's per-codepoint map + space collapsing.
 
@@ -187,13 +205,7 @@ def _normalizer(norm_map: dict[int, str]):
 
     deleted = sorted(cp for cp, out in norm_map.items() if out == "")
     spaced = sorted(cp for cp, out in norm_map.items() if out == " " and cp != 0x20)
-    kept = [
-        cp
-        for cp in range(0x110000)
-        if not 0xD800 <= cp < 0xE000
-        and cp not in norm_map
-        and unicodedata.normalize("NFKC", chr(cp)) != chr(cp)
-    ]
+    kept = [cp for cp in _nfkc_changed() if cp not in norm_map]
     # Private-use codepoints are NFKC-stable; use Supplementary PUA-A to stay clear of text.
     if len(kept) > 0xFFFD:
         raise ConversionError("too many NFKC exceptions")
