@@ -308,7 +308,8 @@ def answer_html(answer: dict, turn: int) -> str:
     body = body.replace("\n", "<br>")
     note = f'<div class="cqa-note">{esc(answer["note"])}</div>' if answer.get("note") else ""
     cards = "".join(citation_card(c, turn, answer.get("language", "zh-Hans")) for c in answer.get("citations", []))
-    sources = f'<div class="cqa-cards">{cards}</div>' if cards else ""
+    label = "" if answer.get("answered", True) else '<div class="cqa-source">最接近的段落 Nearest passages:</div>'
+    sources = f'<div class="cqa-cards">{label}{cards}</div>' if cards else ""
     return (f'<div class="cqa-answer" data-turn="{turn}">{note}<div class="cqa-text">{body}</div>'
             f'<div class="cqa-tools"><a href="#" class="cqa-copy" role="button">复制 Copy</a></div>'
             f"{sources}</div>")
