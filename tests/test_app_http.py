@@ -228,6 +228,15 @@ def test_cors_and_frame_ancestors_follow_allowed_origins(main_server, open_serve
     assert "frame-ancestors 'self';" in csp or csp.endswith("frame-ancestors 'self'")
 
 
+def test_links_carry_the_root_path(open_server):
+    embed = httpx.get(open_server.url + "/embed").text
+    assert 'name="cqa-base" content="/qa/"' in embed and 'src="/qa/web/embed.js"' in embed
+    config = httpx.get(open_server.url + "/config").json()
+    assert config["root"].endswith("/qa") and "/qa/web/chat.js" in config["head"]
+    doc = httpx.get(open_server.url + "/doc/seed/global-advanced-manufacturing-cluster-trends-2025.txt").text
+    assert 'href="/qa/web/doc.css"' in doc and 'href="/qa/doc/seed/' in doc
+
+
 def test_failing_llm_endpoint_falls_back_with_a_note(open_server):
     assert httpx.get(open_server.url + "/api/health").json()["mode"] == "llm"
     r = httpx.post(open_server.url + "/api/ask", json={"question": "沙特计划建设多少个医疗集群？"}, timeout=60)

@@ -142,10 +142,11 @@ _SERVERS: dict[str, Server] = {}
 # The main server under test: keys, admin and an allowed portal origin are all configured.
 MAIN = dict(api_keys=["test-key"], admin_key="test-admin", allowed_origins=["http://portal.example"],
             rate_limit_per_minute=100_000, max_upload_mb=1)
-# A second server with no keys or admin, a tiny rate limit, and an LLM endpoint that refuses
-# connections (nothing listens on that loopback port).
+# A second server with no keys or admin, a tiny rate limit, an LLM endpoint that refuses
+# connections (nothing listens on that loopback port), and a public sub-path /qa (as behind a
+# reverse proxy that strips it).
 OPEN = dict(rate_limit_per_minute=5, llm_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="absent-model",
-            llm_timeout=5)
+            llm_timeout=5, root_path="/qa")
 
 
 def shared_server(name: str, early=None) -> Server:
