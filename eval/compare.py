@@ -179,7 +179,11 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
 
 
 def _f(v, key=""):
-    return "–" if v is None else (f"{v:.1f}" if "ms" in key else f"{v:.3f}")
+    if v is None:
+        return "–"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return f"{v:.1f}" if "ms" in key else f"{v:.3f}"
 
 
 def _systems_markdown(r: dict) -> str:
@@ -224,7 +228,7 @@ def compare_runs(a_path, b_path, out_dir=None) -> str:
     for k in keys:
         va, vb = fa[k], fb[k]
         table[k] = {"a": va, "b": vb, "ratio": _ratio(vb, va), "diff": round(vb - va, 4)}
-        lines.append(f"| {k} | {_f(va, k) if k != 'n' else va} | {_f(vb, k) if k != 'n' else vb} | "
+        lines.append(f"| {k} | {_f(va, k)} | {_f(vb, k)} | "
                      f"{_f(table[k]['ratio'])} | {table[k]['diff']:+.4g} |")
     text = "\n".join(lines)
     if out_dir:
