@@ -356,10 +356,11 @@ def render_document(doc, script: str, start: int, end: int, qs: int | None, qe: 
         here += f"&qs={qs}&qe={qe}"
     scripts = " · ".join(
         f'<a href="{esc(here)}&script={code}#passage">{label}</a>'
-        for code, label in (("zh-Hans", "简体"), ("zh-Hant", "繁體"), ("en", "original"))
+        for code, label in (("zh-Hans", "简体"), ("zh-Hant", "繁體"))
     )
     return DOC_PAGE.format(
-        lang={"zh-Hant": "zh-Hant", "en": "en"}.get(script, "zh-Hans"), title=esc(convert(doc.title)),
+        lang="en" if doc.language == "en" else ("zh-Hant" if script == "zh-Hant" else "zh-Hans"),
+        title=esc(convert(doc.title)),
         date=esc(doc.date), source=source, scripts=scripts, body="".join(pieces), prefix=esc(prefix),
     )
 
