@@ -87,7 +87,11 @@ class Service:
             from index import load_or_build
 
             index = load_or_build(self.settings, progress=self._progress)
-            self.engine = ChatEngine(index, self.settings)
+            engine = ChatEngine(index, self.settings)
+            self._progress("warm-up", 0, 1)
+            self._warm_up(engine)
+            self._progress("warm-up", 1, 1)
+            self.engine = engine
             self.question_error = QuestionError
             self.index = index
             self.status = "ready"
@@ -99,6 +103,17 @@ class Service:
         except Exception as exc:  # the server stays up and reports the failure
             log.exception("index failed to load")
             self.status, self.error = "error", f"{type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _warm_up(engine) -> None:
+        """One Chinese follow-up and one English question, so the first user does not pay for
+        the tokenizers and caches chat loads lazily."""
+        try:
+            engine.ask("那美国呢？", history=[{"role": "user", "content": "欧盟如何推动集群发展？"},
+                                            {"role": "assistant", "content": "……"}])
+            engine.ask("What are the main trends for clusters?")
+        except Exception:  # a failed warm-up must not keep the server from answering
+            log.warning("warm-up question failed", exc_info=True)
 
     @property
     def mode(self) -> str:
