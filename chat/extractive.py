@@ -28,6 +28,11 @@ LIST_ITEM_RE = re.compile(r"^\s*(?:(\d{1,2})\s*[.、．)）]|[（(]([一二三�
 ZH_NUM = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 TERMINAL_RE = re.compile(r"[。！？!?.;；]$")
 
+# Sentence vectors by (model, encoder, text), shared by every answerer in the process:
+# a sentence is embedded once however many questions or engines retrieve it.
+_SENTENCE_VECTORS: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
 
 @dataclass
 class Sentence:
@@ -84,9 +89,8 @@ class ExtractiveAnswerer:
         self.rank_weight = rank_weight
         self.margin = margin  # how far below the best a sentence may score and still be added
         self.neighbour_bonus = neighbour_bonus
-        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
-        self._lock = threading.Lock()
+        self._model_key = str(getattr(embedder, "model_id", id(embedder)))
 
     # --- public -------------------------------------------------------------------------
     def extract(self, question: str, hits: list, ordinal: int | None = None) -> Extraction:
@@ -147,23 +151,24 @@ class ExtractiveAnswerer:
         return cosines, z
 
     def _embed(self, texts: list[str], kind: str) -> np.ndarray:
-        """Sentence vectors: one batch call for those not cached yet (keyed by encoder and text)."""
-        with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._cache))
+        """Sentence vectors: one batch call for those not cached yet."""
+        keys = [(self._model_key, kind, t) for t in texts]
+        with _CACHE_LOCK:
+            missing = list(dict.fromkeys(k for k in keys if k not in _SENTENCE_VECTORS))
         if missing:
-            if kind == "e5":
-                vectors = self.embedder.encode_passages(missing)
-            else:
-                vectors = self.second_encoder.encode(missing)
-            with self._lock:
-                for text, vector in zip(missing, vectors):
-                    self._cache[(kind, text)] = vector
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-        with self._lock:
-            for t in texts:
-                self._cache.move_to_end((kind, t))
-            return np.stack([self._cache[(kind, t)] for t in texts])
+            batch = [k[2] for k in missing]
+            vectors = self.embedder.encode_passages(batch) if kind == "e5" else self.second_encoder.encode(batch)
+            with _CACHE_LOCK:
+                for key, vector in zip(missing, vectors):
+                    _SENTENCE_VECTORS[key] = vector
+                while len(_SENTENCE_VECTORS) > self._cache_size:
+                    _SENTENCE_VECTORS.popitem(last=False)
+        with _CACHE_LOCK:
+            found = []
+            for key in keys:
+                _SENTENCE_VECTORS.move_to_end(key)
+                found.append(_SENTENCE_VECTORS[key])
+            return np.stack(found)
 
     # --- selection ----------------------------------------------------------------------
     def _select(self, ranked: list[Sentence], candidates: list[Sentence], ordinal: int | None) -> list[Sentence]:

@@ -68,16 +68,27 @@ def gather_evidence(extraction, hits: list, language: str, question: str) -> Evi
 
 @dataclass
 class AnswerabilityRule:
-    """answerable  ⇔  same language:  coverage ≥ min_coverage and missing ≤ max_missing
-                     cross-lingual:  dense_margin ≥ min_margin_cross"""
+    """answerable ⇔ (a number was found, if the question asks for one) and
+                    same language:  (coverage ≥ min_coverage and missing ≤ max_missing)
+                                    or (coverage ≥ min_coverage_rescue and USE ≥ min_second_rescue)
+                    cross-lingual:  USE cosine of the best sentence ≥ min_second_cross
 
-    min_coverage: float = 0.5
+    The rescue clause admits answers worded differently from the question ("took over"
+    vs "handed over"), where one question term is missing but the meaning matches."""
+
+    min_coverage: float = 0.6
     max_missing: float = 0.35
-    min_margin_cross: float = 0.03
+    min_coverage_rescue: float = 0.4
+    min_second_rescue: float = 0.37
+    min_second_cross: float = 0.3
 
     def decide(self, evidence: Evidence | None) -> bool:
         if evidence is None:
             return False
+        if evidence.number_expected and not evidence.number_found:
+            return False  # "how many …?" answered by a sentence without any number
         if evidence.cross_lingual:
-            return evidence.dense_margin >= self.min_margin_cross
-        return evidence.coverage >= self.min_coverage and evidence.missing <= self.max_missing
+            return evidence.best_second >= self.min_second_cross
+        if evidence.coverage >= self.min_coverage and evidence.missing <= self.max_missing:
+            return True
+        return evidence.coverage >= self.min_coverage_rescue and evidence.best_second >= self.min_second_rescue

@@ -6,8 +6,8 @@ It speaks the real wire protocol — POST /v1/chat/completions with JSON in and 
 model that reads what it is sent:
 
 - answer requests (the system prompt asks for [n] citations): it finds the numbered
-  passages in the user message and answers with the first sentence of the passage that
-  shares the most characters with the question, cited as [n]; if no passage shares
+  passages in the user message and answers with the sentence that shares the most
+  character bigrams with the question, cited as [n] of its passage; if no passage shares
   anything it says it cannot find the answer;
 - condense requests (the system prompt asks for a standalone question): it returns
   `condense_reply` if a test set one, else the last question unchanged.
@@ -70,14 +70,14 @@ class FakeLLMServer:
                     return m.group(1)
         if self.mode == "no_citations":
             return "The documents discuss clusters."
-        best, best_overlap = None, 0
+        best, sentence, best_overlap = None, "", 0
         for n, text in sorted(passages.items()):
-            overlap = len(set(_bigrams(question)) & set(_bigrams(text)))
-            if overlap > best_overlap:
-                best, best_overlap = n, overlap
+            for candidate in SENTENCE_RE.findall(text.strip()):
+                overlap = len(set(_bigrams(question)) & set(_bigrams(candidate)))
+                if overlap > best_overlap:
+                    best, sentence, best_overlap = n, candidate.strip(), overlap
         if best is None:
             return "I cannot find the answer in the passages."
-        sentence = SENTENCE_RE.findall(passages[best].strip())[0].strip()
         if self.mode == "bad_citations":
             return f"{sentence} [{len(passages) + 5}] [0]"
         return f"{sentence} [{best}]"

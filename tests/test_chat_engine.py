@@ -1,0 +1,137 @@
+"""ChatEngine on the real index of the bundled corpus (real model, extractive mode)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chat import ChatEngine, QuestionError
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+MARKER_RE = re.compile(r"\[(\d+)\]")
+
+
+@pytest.fixture(scope="module")
+def engine(corpus_index, test_settings):
+    return ChatEngine(corpus_index, test_settings)
+
+
+def assert_well_cited(answer):
+    """Every answer line ends with [n]; every n points at a citation; quotes are substrings."""
+    assert answer.answered and answer.citations
+    for line in answer.answer.splitlines():
+        assert re.search(r"\[\d+\]$", line), line
+    used = {int(n) for n in MARKER_RE.findall(answer.answer)}
+    assert used == {c.n for c in answer.citations} == set(range(1, len(answer.citations) + 1))
+    for c in answer.citations:
+        assert c.quote and c.quote in c.text
+
+
+def test_chinese_question_answered_with_citation(engine):
+    a = engine.ask("沙特计划建设多少个医疗集群？")
+    assert a.language == "zh-Hans" and a.mode == "extractive"
+    assert a.answer.startswith("根据文档：") and "21个医疗集群" in a.answer and "[1]" in a.answer
+    assert_well_cited(a)
+    doc = engine.index.get_document(a.citations[0].doc_id)
+    c = a.citations[0]
+    assert doc.text[c.start:c.end] == c.text  # Simplified asker: text is the canonical chunk
+
+
+def test_traditional_question_gets_traditional_answer_and_quotes(engine):
+    a = engine.ask("韓國打造了全球最大的什麼集群？")
+    assert a.language == "zh-Hant" and a.answer.startswith("根據文件：")
+    assert "半導體" in a.answer and "半导体" not in a.answer
+    assert_well_cited(a)
+    assert all("導" in c.quote or "韓" in c.quote for c in a.citations)
+
+
+def test_english_question_on_english_document(engine):
+    a = engine.ask("How many members does it's OWL have?")
+    assert a.language == "en" and a.answer.startswith("According to the documents:")
+    assert "200 members" in a.answer
+    assert_well_cited(a)
+
+
+@pytest.mark.parametrize("question, language, phrase", [
+    ("日本的人工智能集群有多少家企业？", "zh-Hans", "没有找到"),
+    ("臺灣的半導體產業占GDP的比例是多少？", "zh-Hant", "沒有找到"),
+    ("What is the population of Hamburg?", "en", "could not find"),
+])
+def test_unanswerable_question_is_refused_politely_in_askers_language(engine, question, language, phrase):
+    a = engine.ask(question)
+    assert a.answered is False and a.language == language and phrase in a.answer
+    assert not MARKER_RE.search(a.answer)
+    assert a.citations and all(c.quote in c.text for c in a.citations)  # nearest passages, for reference
+
+
+def test_follow_up_entity_substitution(engine):
+    history = [{"role": "user", "content": "韩国打造了全球最大的什么集群？"},
+               {"role": "assistant", "content": "根据文档：韩国打造全球最大半导体集群。[1]"}]
+    a = engine.ask("那沙特呢？", history=history)
+    assert a.resolved_question == "沙特打造了全球最大的什么集群？"
+    assert a.answered and "医疗集群" in a.answer
+
+
+def test_follow_up_pronoun_english(engine):
+    history = [{"role": "user", "content": "How many members does it's OWL have?"},
+               {"role": "assistant", "content": "According to the documents: With over 200 members … [1]"}]
+    a = engine.ask("And which fields do they focus on?", history=history)
+    assert "it's OWL" in a.resolved_question
+    assert a.answered and ("digitalisation" in a.answer or "field of AI" in a.answer)
+
+
+def test_follow_up_ordinal_over_a_list(engine):
+    history = [{"role": "user", "content": "报告提出了哪六项关键建议？"},
+               {"role": "assistant", "content": "根据文档：报告提出六项关键建议……[1]"}]
+    a = engine.ask("第三项是什么？", history=history)
+    assert a.answered and "推进尖端技术研究突破" in a.answer
+    assert "深化跨区域开放协作" not in a.answer  # the third item, not the list
+    assert_well_cited(a)
+
+
+def test_stream_yields_tokens_then_the_answer(engine):
+    events = list(engine.stream("欧盟计划在3年内培训多少名技术工人？"))
+    assert events[-1]["type"] == "answer" and all(e["type"] != "answer" for e in events[:-1])
+    answer = events[-1]["answer"]
+    tokens = "".join(e["text"] for e in events if e["type"] == "token")
+    assert tokens == answer["answer"] and "10万名技术工人" in tokens
+    json.dumps(answer)  # the event is JSON-ready
+
+
+@pytest.mark.parametrize("question, status", [
+    ("", 400), ("   ", 400), ("集" * 10_000, 413), ("😀😀😀", 400), ("<script>alert(1)</script>", 400),
+])
+def test_bad_input_raises_question_error_before_streaming(engine, question, status):
+    with pytest.raises(QuestionError) as err:
+        engine.stream(question)
+    assert err.value.status == status and str(err.value)
+
+
+def test_html_in_question_is_answered_as_text(engine):
+    a = engine.ask("<b>沙特</b>计划建设多少个<i>医疗集群</i>？<script>alert(1)</script>")
+    assert a.answered and "21个医疗集群" in a.answer and "<script>" in a.question
+
+
+def test_bad_history_raises_question_error(engine):
+    with pytest.raises(QuestionError):
+        engine.ask("那沙特呢？", history=[{"role": "robot", "content": "hi"}])
+
+
+def test_cli_json_prints_the_contract(corpus_index, test_settings):
+    env = dict(os.environ, CLUSTERQA_INDEX_DIR=str(test_settings.index_dir))
+    out = subprocess.run([sys.executable, "-m", "chat", "--json", "沙特计划建设多少个医疗集群？"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) >= {"question", "answer", "answered", "language", "mode", "citations", "timings_ms"}
+    assert data["answered"] and data["citations"][0]["quote"] in data["citations"][0]["text"]
+    bad = subprocess.run([sys.executable, "-m", "chat", "--json", "   "], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert bad.returncode == 2 and json.loads(bad.stdout)["status"] == 400
