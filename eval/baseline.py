@@ -30,6 +30,7 @@ class LlamaIndexBaseline:
         from llama_index.core import Document, StorageContext, VectorStoreIndex, load_index_from_storage
 
         embed = _llama_settings(settings)
+        self.embed_model = embed
         self.top_k = top_k
         key = hashlib.sha256(json.dumps([docs, settings.embed_model], ensure_ascii=False).encode()).hexdigest()[:16]
         persist = Path(cache_dir) / f"baseline-{key}" if cache_dir else None
@@ -52,11 +53,33 @@ class LlamaIndexBaseline:
         self.nodes = len(self.index.docstore.docs)
 
     def retrieve(self, question: str) -> list[dict]:
+        return self._passages(self.retriever.retrieve(question))
+
+    def retrieve_many(self, questions: list[str], batch_size: int = 64, progress: bool = False) -> list[list[dict]]:
+        """Same results as retrieve(), with the query embeddings computed in batches
+        (the retriever skips embedding when the QueryBundle carries one)."""
+        from llama_index.core import QueryBundle
+
+        from eval.progress import bar
+
         out = []
-        for n, node in enumerate(self.retriever.retrieve(question)):
-            out.append({"doc_id": node.node.metadata.get("doc_id", ""), "chunk_id": f"node{n}:{node.node.node_id[:8]}",
-                        "text": node.node.get_content(), "score": node.score})
+        with bar(len(questions), "retrieve baseline", progress) as pb:
+            for i in range(0, len(questions), batch_size):
+                batch = questions[i : i + batch_size]
+                embs = self._embed_queries(batch)
+                for q, e in zip(batch, embs):
+                    out.append(self._passages(self.retriever.retrieve(QueryBundle(query_str=q, embedding=e))))
+                pb.update(len(batch))
         return out
+
+    def _embed_queries(self, questions: list[str]) -> list[list[float]]:
+        # The wrapper's own query path (query prompt), batched through its Embedder.
+        return self.embed_model.embedder.encode_queries(questions).tolist()
+
+    @staticmethod
+    def _passages(nodes) -> list[dict]:
+        return [{"doc_id": n.node.metadata.get("doc_id", ""), "chunk_id": f"{n.node.metadata.get('doc_id', '')}~{n.node.node_id[:8]}",
+                 "text": n.node.get_content(), "score": n.score} for n in nodes]
 
     def answer(self, passages: list[dict]) -> str:
         return passages[0]["text"] if passages else ""
