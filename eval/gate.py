@@ -75,7 +75,7 @@ def run_gate(*, out_dir, settings, thresholds_path=None, dev=None, cmrc=None, pr
     (out_dir / "figures.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
 
     if update:
-        margin = json.loads(thresholds_path.read_text())["margin"] if thresholds_path.exists() else 0.02
+        margin = json.loads(thresholds_path.read_text())["margin"] if thresholds_path.exists() else 0.03
         new = {"margin": margin, "measured": {g: figures[g] for g in ("dev", "cmrc300")}}
         for g in ("dev", "cmrc300"):
             new[g] = {k: math.floor((v - margin) * 100) / 100 for k, v in figures[g].items() if v is not None}
