@@ -31,6 +31,31 @@ class _Bars:
         self.bars.clear()
 
 
+def _manifest_stats(index_dir: Path) -> dict:
+    from . import store
+    from .errors import IndexError_
+
+    version = store.current_version(index_dir)
+    if version is None:
+        raise IndexError_(f"no index in {index_dir} (build one with `python -m index build`)", str(index_dir))
+    m = store.read_manifest(version)
+    return {
+        "documents": m["counts"]["documents"],
+        "chunks": m["counts"]["chunks"],
+        "model": m["model"]["id"],
+        "dim": m["model"]["dim"],
+        "index_type": m["dense"]["index_type"],
+        "chunk_size": m["chunking"]["chunk_size"],
+        "chunk_overlap": m["chunking"]["chunk_overlap"],
+        "tokenizer": m["tokenizer"],
+        "files": len(m["files"]),
+        "created": m["created"],
+        "updated": m["updated"],
+        "index_dir": str(index_dir),
+        "version": version.name,
+    }
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m index", description="Build, update and query the ClusterQA index.")
     p.add_argument("--index-dir", type=Path, help="index directory (default: settings.index_dir)")
@@ -88,6 +113,15 @@ def main(argv=None) -> int:
                   f"({st['index_type']}, {st['model']})")
             return 0 if st["documents"] else 1
 
+        if args.command == "stats":  # from the manifest alone: no model load
+            st = _manifest_stats(index_dir)
+            if args.json:
+                print(json.dumps(st, ensure_ascii=False, indent=1))
+            else:
+                for key, value in st.items():
+                    print(f"{key:12} {value}")
+            return 0
+
         index = open_index(index_dir, settings)
         if args.command == "add":
             summary = index.add_paths(args.paths, progress=bars)
@@ -102,14 +136,6 @@ def main(argv=None) -> int:
             n = index.remove(args.paths)
             print(f"removed {n} document(s)")
             return 0 if n else 1
-        if args.command == "stats":
-            st = index.stats()
-            if args.json:
-                print(json.dumps(st, ensure_ascii=False, indent=1))
-            else:
-                for key, value in st.items():
-                    print(f"{key:12} {value}")
-            return 0
         if args.command == "search":
             hits = index.retrieve(args.query, top_k=args.k or settings.top_k, mode=args.mode)
             if args.json:

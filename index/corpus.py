@@ -25,7 +25,7 @@ from .dense import DenseIndex
 from .errors import IndexError_
 from .hybrid import MODES, Candidates, Fusion, Hit
 from .keyword import KeywordIndex
-from .text import TOKENIZER_VERSION, tokenize
+from .text import TOKENIZER_VERSION, chunk_tokens, tokenize
 
 log = logging.getLogger("clusterqa.index")
 
@@ -386,7 +386,7 @@ def tokenize_chunks(chunks: list[Chunk], progress=None) -> list[list[str]]:
     tokens = []
     _report(progress, "tokenize", 0, len(chunks))
     for n, c in enumerate(chunks, 1):
-        tokens.append(tokenize(c.text))
+        tokens.append(chunk_tokens(c))
         if n % 500 == 0 or n == len(chunks):
             _report(progress, "tokenize", n, len(chunks))
     return tokens
@@ -406,13 +406,15 @@ def new_manifest(settings, embedder) -> dict:
 
 
 def config_mismatches(manifest: dict, settings, embedder) -> list[str]:
-    """Human-readable differences between how the index was built and the current config."""
+    """Human-readable differences between how the index was built and the current config.
+
+    (The tokenizer is not among them: BM25 tokens are re-derived from the stored chunks
+    on load when it changed, see load_state -- no re-embedding needed.)"""
     wanted = {
         "model": (embedder.model_id, manifest.get("model", {}).get("id")),
         "dimension": (embedder.dim, manifest.get("model", {}).get("dim")),
         "chunk_size": (settings.chunk_size, manifest.get("chunking", {}).get("chunk_size")),
         "chunk_overlap": (settings.chunk_overlap, manifest.get("chunking", {}).get("chunk_overlap")),
-        "tokenizer": (TOKENIZER_VERSION, manifest.get("tokenizer")),
     }
     return [f"{k}: index has {have!r}, configuration wants {want!r}"
             for k, (want, have) in wanted.items() if want != have]
@@ -465,6 +467,11 @@ def load_state(version: Path, manifest: dict, settings, embedder) -> _State:
     if dense.size != len(chunks) or set(dense.labels().tolist()) != set(labels):
         raise IndexError_(f"index file {faiss_path} does not match {chunks_path} "
                           f"({dense.size} vectors, {len(chunks)} chunks)", str(faiss_path))
+    if manifest.get("tokenizer") != TOKENIZER_VERSION:
+        log.warning("index in %s has BM25 tokens from %s; re-tokenising %d chunks with %s",
+                    version.parent, manifest.get("tokenizer"), len(chunks), TOKENIZER_VERSION)
+        tokens = tokenize_chunks(chunks)
+        manifest["tokenizer"] = TOKENIZER_VERSION
     return _State.make(documents, chunks, labels, tokens, dense, dict(manifest.get("files", {})),
                        int(manifest.get("next_label", len(chunks))))
 

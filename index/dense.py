@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 # HNSW parameters, tuned in bench/index_speed.py for recall@10 >= 0.95 at 100k.
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 96
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_SEARCH = 64
 
 
 def _faiss():

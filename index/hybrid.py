@@ -53,7 +53,7 @@ class Fusion:
     """
 
     method: str = "weighted"
-    dense_weight: float = 0.5
+    dense_weight: float = 0.55
     rrf_k: int = 60
     depth: int = 50  # candidates taken from each list
 

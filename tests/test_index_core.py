@@ -230,6 +230,21 @@ def test_manifest_mismatch_is_reported_and_rebuilt(small, caplog):
     assert again.manifest["model"]["id"] == index.embedder.model_id
 
 
+def test_tokenizer_change_retokenises_without_reembedding(small, caplog):
+    from index import open_index
+
+    settings, index = small
+    manifest_path = settings.index_dir / _current_version(settings.index_dir) / "manifest.json"
+    m = json.loads(manifest_path.read_text())
+    m["tokenizer"] = "old-tokenizer/0"
+    manifest_path.write_text(json.dumps(m))
+    counting = CountingEmbedder(index.embedder)
+    with caplog.at_level("WARNING", logger="clusterqa.index"):
+        again = open_index(settings.index_dir, settings, embedder=counting)
+    assert "re-tokenising" in caplog.text and counting.passages == 0
+    assert top_doc(again, "三星電子晶圓廠", "bm25") == "zh/yongin.txt"
+
+
 @pytest.mark.parametrize("name", ["dense.faiss", "chunks.jsonl", "documents.jsonl", "manifest.json"])
 def test_truncated_file_gives_error_naming_it(small, name):
     from index import IndexError_, open_index
