@@ -5,11 +5,13 @@
 Runs the real `python app.py` on loopback (rate limit off, no keys), closed loop: each client
 sends its next request when the previous answer arrives. "Server overhead" is the wall time
 minus the engine's own `timings_ms.total`: what HTTP, validation and JSON add on top of chat.
-Writes bench/results/server_bench.json.
+"Server CPU ms per request" (from /proc) is what a request costs when the CPUs are not shared
+with other work. Writes bench/results/server_bench.json.
 """
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -40,7 +42,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def run_load(url: str, qs: list[str], total: int, clients: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to separate work from waiting."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(url: str, qs: list[str], total: int, clients: int, pid: int | None = None) -> dict:
     latencies: list[float] = []
     overheads: list[float] = []  # wall time minus the engine's own timings_ms.total: HTTP + server
     errors: list[str] = []
@@ -71,6 +79,7 @@ def run_load(url: str, qs: list[str], total: int, clients: int) -> dict:
                     if err:
                         errors.append(err)
 
+    cpu0 = cpu_seconds(pid) if pid else None
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
@@ -78,7 +87,8 @@ def run_load(url: str, qs: list[str], total: int, clients: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_samples": errors[:3],
+    cpu_ms = (cpu_seconds(pid) - cpu0) * 1000 / len(latencies) if pid else None
+    return {"server_cpu_ms_per_request": round(cpu_ms, 1) if cpu_ms is not None else None,"clients": clients, "requests": len(latencies), "errors": len(errors), "error_samples": errors[:3],
             "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 95), 1),
             "max_ms": round(max(latencies), 1), "throughput_rps": round(len(latencies) / wall, 1),
             "server_overhead_p50_ms": round(statistics.median(overheads), 1) if overheads else None,
@@ -100,29 +110,30 @@ def main() -> None:
     build_s = time.monotonic() - t0
     first.stop()
 
-    starts = []
+    starts, start_cpu = [], []
     for n in range(args.starts):
         server = start_server(f"bench-{n}", home=home / f"run{n}", **config)
         starts.append(round(server.started_s, 2))
+        start_cpu.append(round(cpu_seconds(server.proc.pid), 2))
         if n < args.starts - 1:
             server.stop()
     health = httpx.get(server.url + "/api/health").json()
     try:
         qs = questions()
         run_load(server.url, qs, 10, 1)  # warm-up: first-call costs (caches, lazy imports)
-        one = run_load(server.url, qs, args.requests, 1)
-        eight = run_load(server.url, qs, args.requests, 8)
+        one = run_load(server.url, qs, args.requests, 1, server.proc.pid)
+        eight = run_load(server.url, qs, args.requests, 8, server.proc.pid)
     finally:
         server.stop()
 
     cold = statistics.median(starts)
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
-                    "load_avg_1m": round(__import__("os").getloadavg()[0], 2)},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2)},
         "documents": health["documents"], "chunks": health["chunks"], "model": health["model"],
         "mode": health["mode"], "first_start_with_build_s": round(build_s, 2),
-        "cold_start_s": {"runs": starts, "median": cold},
+        "cold_start_s": {"runs": starts, "median": cold, "server_cpu_s": start_cpu},
         "one_client": one, "eight_clients": eight, "targets": TARGETS,
         "met": {"cold_start": cold <= TARGETS["cold_start_s"],
                 "p95_1_client": one["p95_ms"] <= TARGETS["p95_ms_1_client"],
@@ -137,6 +148,7 @@ def main() -> None:
     rows = [
         ("first start (builds index), s", build_s, None, None),
         ("cold start, prebuilt index, s", cold, TARGETS["cold_start_s"], result["met"]["cold_start"]),
+        ("cold start, server CPU s", statistics.median(start_cpu), None, None),
         ("1 client  p50 ms", one["p50_ms"], None, None),
         ("1 client  p95 ms", one["p95_ms"], TARGETS["p95_ms_1_client"], result["met"]["p95_1_client"]),
         ("1 client  errors", one["errors"], 0, one["errors"] == 0),
@@ -147,6 +159,7 @@ def main() -> None:
         ("server overhead p50 ms, 1 client", one["server_overhead_p50_ms"], None, None),
         ("server overhead p95 ms, 1 client", one["server_overhead_p95_ms"], None, None),
         ("server overhead p95 ms, 8 clients", eight["server_overhead_p95_ms"], None, None),
+        ("server CPU ms per request, 1 client", one["server_cpu_ms_per_request"], None, None),
     ]
     for name, value, target, met in rows:
         t = "" if target is None else f"{target:g}"
