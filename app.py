@@ -268,6 +268,11 @@ def esc(text) -> str:
     return html.escape(str(text if text is not None else ""), quote=True)
 
 
+def br(escaped_html: str) -> str:
+    """Newlines as <br>: a blank line would end the HTML block inside the chat's Markdown."""
+    return escaped_html.replace("\r\n", "\n").replace("\n", "<br>")
+
+
 def safe_href(url: str) -> str | None:
     """Only http(s) URLs become links: a source like "javascript:…" stays plain text."""
     return url if re.match(r"^https?://", url or "", re.I) else None
@@ -303,7 +308,7 @@ def citation_card(c: dict, turn: int, language: str) -> str:
         f'<summary><b>[{n}]</b> {esc(c.get("title", ""))}{date}</summary>'
         f'<div class="cqa-source">来源 Source: {source_html} · '
         f'<a href="{esc(doc_url(c, language))}" target="_blank" rel="noopener">全文 Full document ↗</a></div>'
-        f'<div class="cqa-passage">{highlight(c.get("text", ""), c.get("quote", ""))}</div>'
+        f'<div class="cqa-passage">{br(highlight(c.get("text", ""), c.get("quote", "")))}</div>'
         f"</details>"
     )
 
@@ -321,7 +326,7 @@ def answer_html(answer: dict, turn: int) -> str:
 
     parts = re.split(r"(\[\d+\])", answer.get("answer", ""))
     body = "".join(link(re.match(r"\[(\d+)\]", p)) if re.fullmatch(r"\[\d+\]", p) else esc(p) for p in parts)
-    body = body.replace("\n", "<br>")
+    body = br(body)
     note = f'<div class="cqa-note">{esc(answer["note"])}</div>' if answer.get("note") else ""
     cards = "".join(citation_card(c, turn, answer.get("language", "zh-Hans")) for c in answer.get("citations", []))
     label = "" if answer.get("answered", True) else '<div class="cqa-source">最接近的段落 Nearest passages:</div>'
@@ -332,7 +337,7 @@ def answer_html(answer: dict, turn: int) -> str:
 
 
 def plain_html(text: str, css_class: str = "cqa-text") -> str:
-    return f'<div class="{css_class}">{esc(text).replace(chr(10), "<br>")}</div>'
+    return f'<div class="{css_class}">{br(esc(text))}</div>'
 
 
 DOC_PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">

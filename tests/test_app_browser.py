@@ -155,7 +155,8 @@ def test_xss_document_is_text_in_chat_and_document_view(page, server, artifacts_
     cards = answer.locator("details.cqa-card")
     xss_card = cards.filter(has_text="Zorblax").first
     xss_card.locator("summary").click()
-    assert_xss_inert(page, xss_card)
+    assert_xss_inert(page, xss_card.locator(".cqa-passage"))  # all of it inside the passage box
+    assert xss_card.locator("mark").count() == 1  # the quote spans a blank line and stays one <mark>
     shot(page, artifacts_dir, "xss-chat")
     markup_question = '<img src=x onerror="window.__xss=1"> Zorblax 样本是什么？'
     ask_in_chat(page, markup_question)

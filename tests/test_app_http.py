@@ -237,6 +237,18 @@ def test_links_carry_the_root_path(open_server):
     assert 'href="/qa/web/doc.css"' in doc and 'href="/qa/doc/seed/' in doc
 
 
+def test_answer_html_escapes_and_has_no_blank_lines():
+    # In the chat's Markdown a blank line ends the HTML block, so passages must not contain one.
+    a = {"answer": "第一 [1]\n\n第二 [2]", "language": "zh-Hans", "citations": [
+        {"n": 1, "doc_id": "a/b.txt", "title": "<b>T</b>", "source": "javascript:alert(1)", "date": "",
+         "text": "甲\n\n<script>x</script>乙", "quote": "甲\n\n<script>x</script>", "start": 0, "end": 9}]}
+    out = answer_html(a, 3)
+    assert "\n" not in out and "<script>" not in out and "<b>T</b>" not in out
+    assert 'href="javascript' not in out and "<span>javascript:alert(1)</span>" in out  # shown, not linked
+    assert '<mark>甲<br><br>&lt;script&gt;x&lt;/script&gt;</mark>乙' in out
+    assert 'href="#cite-3-1"' in out and "[2]" in out and 'href="#cite-3-2"' not in out  # only cited markers link
+
+
 def test_failing_llm_endpoint_falls_back_with_a_note(open_server):
     assert httpx.get(open_server.url + "/api/health").json()["mode"] == "llm"
     r = httpx.post(open_server.url + "/api/ask", json={"question": "沙特计划建设多少个医疗集群？"}, timeout=60)
