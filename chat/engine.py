@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 from . import crosslingual
 from .compose import compose_extractive, make_citation, nearest_citations
-from .crosslingual import USEEncoder
+from .crosslingual import CrossLingualReranker, USEEncoder
 from .extractive import ExtractiveAnswerer
 from .followup import Resolution, ordinal_of, resolve_followup
-from .language import detect_language, message
+from .language import EN, detect_language, message
 from .llm import CANNOT_FIND, LLMAnswerer, LLMError, validate_citations
 from .records import Answer
 from .refusal import AnswerabilityRule, gather_evidence
@@ -31,6 +31,7 @@ class ChatEngine:
         self.settings = settings
         second = USEEncoder() if crosslingual.available() else None
         self.extractive = ExtractiveAnswerer(index.embedder, second)
+        self.reranker = CrossLingualReranker(second) if second else None
         self.rule = rule or AnswerabilityRule()
         if llm is None and settings.llm_enabled:
             llm = LLMAnswerer(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)
@@ -78,7 +79,7 @@ class ChatEngine:
 
         yield {"type": "status", "text": "retrieving"}
         t0 = time.perf_counter()
-        hits = self.index.retrieve(resolution.question, top_k=top_k)
+        hits = self._retrieve(resolution.question, language, top_k)
         t1 = time.perf_counter()
 
         # "第四项建议是什么?" asks for a list item even without a history
@@ -109,6 +110,13 @@ class ChatEngine:
         if evidence is not None:
             answer.evidence = evidence.to_dict()
         yield {"type": "answer", "answer": answer.to_dict(), "_answer": answer}
+
+    def _retrieve(self, question: str, language: str, top_k: int) -> list:
+        """Hybrid retrieval; for English questions a wider pool re-ranked across languages."""
+        if language == EN and self.reranker is not None:
+            pool = self.index.retrieve(question, top_k=self.reranker.pool_size(top_k))
+            return self.reranker.rerank(question, pool, top_k)
+        return self.index.retrieve(question, top_k=top_k)
 
     def _resolve(self, query: str, history: list[dict]) -> Resolution:
         """Rule-based resolution always runs (it also finds ordinals); an LLM, when

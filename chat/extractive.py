@@ -133,7 +133,8 @@ class ExtractiveAnswerer:
             s.second = float(second[0][i]) if second is not None else 0.0
             s.lexical = T.coverage(terms, weights, s.simple)
             prior = 1.0 / (1 + s.hit_rank)
-            fragment = 0.0 if len(s.text) >= 8 or TERMINAL_RE.search(s.text) else -1.0  # nav lines, labels
+            # headings, nav lines and labels: short and without end punctuation
+            fragment = -1.0 if len(s.text) < 40 and not TERMINAL_RE.search(s.text) else 0.0
             s.score = (self.dense_weight * float(dense[1][i]) + self.lexical_weight * s.lexical
                        + self.rank_weight * prior + fragment)
             if second is not None:

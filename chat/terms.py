@@ -100,7 +100,7 @@ def idf_weights(terms: list[str], sentences: list[str]) -> dict[str, float]:
 
 NUMBER_QUESTION_RE = re.compile(r"多少|几|幾|比例|百分之|how (?:many|much)|what (?:share|percentage|proportion)|"
                                 r"which year|when|何时|哪一年|哪年|什么时候", re.I)
-NUMBER_RE = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+(?:个|项|家|年|月|名|倍|成)")
+NUMBER_RE = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+(?:个|项|家|年|月|名|倍|成|大|类|种|条)")
 
 
 def expects_number(question: str) -> bool:
@@ -110,6 +110,30 @@ def expects_number(question: str) -> bool:
 
 def has_number(text: str) -> bool:
     return bool(NUMBER_RE.search(text))
+
+
+# clause breaks: CJK punctuation, and ASCII punctuation next to a space or a CJK character
+# (canonical Chinese text may use ASCII commas), but not inside numbers like 40,000
+CLAUSE_RE = re.compile(r"[，；。！？：、]|[,;:][\"'”’)]?(?=\s|[^\x00-\x7f])|(?<=[^\x00-\x7f])[,;:]|[.!?](?=\s|$)")
+NUMBER_TOKEN_RE = re.compile(r"\d+(?:[.,]\d+)*|[一二三四五六七八九十百千万亿两]+(?=个|项|家|年|月|名|倍|成|大|类|种|条)")
+
+
+def number_near_subject(question: str, terms: list[str], weights: dict, sentences: list[str]) -> bool:
+    """Is there a number (not one the question itself gives) in the clause that best matches
+    the question's terms, or in a clause next to it? "新加坡投资了多少钱?" is not answered
+    by "…沙特计划建设21个医疗集群，新加坡聚焦人工智能…": the 21 belongs to another clause."""
+    asked = set(NUMBER_TOKEN_RE.findall(simplify(question)))
+    best_score, found = 0.0, False
+    for sentence in sentences:
+        clauses = [c for c in CLAUSE_RE.split(sentence) if c.strip()]
+        for i, clause in enumerate(clauses):
+            score = sum(weights[t] * term_match(t, clause) for t in terms)
+            if score <= 0 or score < best_score:
+                continue
+            near = any(set(NUMBER_TOKEN_RE.findall(c)) - asked for c in clauses[max(0, i - 1):i + 2])
+            found = near if score > best_score else (found or near)
+            best_score = score
+    return found
 
 
 def coverage(terms: list[str], weights: dict[str, float], sentence: str) -> float:
