@@ -67,6 +67,7 @@ class Service:
         self.question_error: type[Exception] = _NotLoaded
         self.started = time.monotonic()
         self.ready_after_s: float | None = None
+        self.warm = False  # the engine has answered its warm-up questions
         self._last_log = 0.0
         self._feedback_lock = threading.Lock()
 
@@ -89,9 +90,6 @@ class Service:
 
             index = load_or_build(self.settings, progress=self._progress)
             engine = ChatEngine(index, self.settings)
-            self._progress("warm-up", 0, 1)
-            self._warm_up(engine)
-            self._progress("warm-up", 1, 1)
             self.engine = engine
             self.question_error = QuestionError
             self.index = index
@@ -101,14 +99,18 @@ class Service:
             log.info("ready in %.1f s: %s documents, %s chunks, model %s, mode %s",
                      self.ready_after_s, stats.get("documents"), stats.get("chunks"),
                      stats.get("model"), self.mode)
+            # Answering works now; the warm-up only spares the first askers the lazy loads.
+            self._warm_up(engine)
+            self.warm = True
+            log.info("warm in %.1f s", time.monotonic() - self.started)
         except Exception as exc:  # the server stays up and reports the failure
             log.exception("index failed to load")
             self.status, self.error = "error", f"{type(exc).__name__}: {exc}"
 
     @staticmethod
     def _warm_up(engine) -> None:
-        """One Chinese follow-up and one English question, so the first user does not pay for
-        the tokenizers and caches chat loads lazily."""
+        """One Chinese follow-up and one English question, so that the tokenizers and models
+        chat loads lazily are loaded before real users ask (it takes seconds)."""
         try:
             engine.ask("那美国呢？", history=[{"role": "user", "content": "欧盟如何推动集群发展？"},
                                             {"role": "assistant", "content": "……"}])
@@ -125,7 +127,7 @@ class Service:
         return {"stage": self.stage, "done": self.done, "total": self.total, "fraction": round(fraction, 3)}
 
     def health(self) -> dict:
-        out = {"status": self.status, "progress": self.progress(), "mode": self.mode,
+        out = {"status": self.status, "progress": self.progress(), "mode": self.mode, "warm": self.warm,
                "documents": 0, "chunks": 0, "model": None}
         if self.index is not None:
             stats = self.index.stats()
