@@ -57,8 +57,9 @@ class CrossLingualReranker:
     """
 
     def __init__(self, encoder: USEEncoder, pool: int = 30, k: int = 10, weight: float = 3.0,
-                 cache_size: int = 20_000):
+                 keep: int = 2, cache_size: int = 20_000):
         self.encoder = encoder
+        self.keep = keep
         self.pool, self.k, self.weight = pool, k, weight
         self._cache: dict[str, np.ndarray] = {}
         self._cache_size = cache_size
@@ -80,4 +81,8 @@ class CrossLingualReranker:
         use_rank = np.argsort(np.argsort(-similarity))
         fused = [1.0 / (self.k + i + 1) + self.weight / (self.k + int(use_rank[i]) + 1) for i in range(len(hits))]
         order = sorted(range(len(hits)), key=lambda i: -fused[i])
-        return [hits[i] for i in order[:top_k]]
+        # the hybrid top 2 stay: re-ranking adds cross-language candidates, it should not
+        # push out same-language passages that matched the question's own words
+        keep = list(range(min(self.keep, len(hits), top_k)))
+        chosen = keep + [i for i in order if i not in keep][: max(0, top_k - len(keep))]
+        return [hits[i] for i in sorted(chosen, key=lambda i: -fused[i])]

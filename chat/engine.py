@@ -37,6 +37,15 @@ class ChatEngine:
             llm = LLMAnswerer(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)
         self.llm = llm
 
+    def warm_up(self, max_chunks: int = 20_000) -> int:
+        """Load the models and embed the corpus's sentences now, so that answering only embeds
+        the question (composition then takes tens of ms instead of hundreds). Returns the
+        number of sentences embedded; corpora above `max_chunks` chunks are left to the cache."""
+        chunks = [c for d in self.index.documents() for c in self.index.chunks_of(d.doc_id)]
+        if len(chunks) > max_chunks:
+            chunks = []
+        return self.extractive.precompute(chunks)
+
     @property
     def mode(self) -> str:
         return "llm" if self.llm else "extractive"

@@ -123,6 +123,18 @@ class ExtractiveAnswerer:
 
         return [s for s in found if not any(covered_by(s, o) for o in found)]
 
+    def precompute(self, chunks: list, batch: int = 256) -> int:
+        """Embed the sentences of `chunks` ahead of questions (server warm-up); returns the count."""
+        from ingest.chunking import split_sentences
+
+        texts = list(dict.fromkeys(c.text[a:b] for c in chunks for a, b in split_sentences(c.text)))
+        texts = texts[: self._cache_size // 2]  # never evict what we just computed
+        for i in range(0, len(texts), batch):
+            self._embed(texts[i:i + batch], "e5")
+            if self.second_encoder is not None:
+                self._embed(texts[i:i + batch], "use")
+        return len(texts)
+
     # --- scoring ------------------------------------------------------------------------
     def _score(self, question: str, candidates: list[Sentence], terms, weights) -> None:
         texts = [s.text for s in candidates]
