@@ -144,8 +144,8 @@ class CorpusIndex:
             for srow, lrow in zip(scores, labels)
         ]
 
-    def _candidates(self, state: _State, queries: list[str], depth: int) -> list[Candidates]:
-        qvecs = self._embed_queries(queries)
+    def _candidates(self, state: _State, queries: list[str], depth: int, qvecs=None) -> list[Candidates]:
+        qvecs = self._embed_queries(queries) if qvecs is None else qvecs
         pools = []
         for query, qvec, dense_list in zip(queries, qvecs, self._dense_lists(state, qvecs, depth)):
             bm25_rows, _, all_bm25 = state.keyword.search(tokenize(query), depth)
