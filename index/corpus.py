@@ -306,38 +306,11 @@ def candidate_pool(state: _State, qvec, dense_list, bm25_rows, all_bm25) -> Cand
 
 
 def ingest_files(paths, settings, progress=None):
-    """ingest's read/chunk of `paths`, with doc_ids relative to the corpus root.
+    """ingest's read/chunk of `paths`; files under settings.corpus_dir keep corpus-relative
+    doc_ids however they are passed (ingest re-roots them), which makes update-by-path work."""
+    from ingest import ingest_paths
 
-    ingest names a file given on its own by its bare name; re-rooting files that live
-    under settings.corpus_dir keeps "seed/a.txt" the same document whether it arrives
-    with the whole corpus or alone (which makes update-by-path work).
-    """
-    from ingest import IngestError, IngestResult, chunk_document, read_file
-    from ingest.pipeline import collect_files
-
-    corpus_root = Path(settings.corpus_dir).resolve()
-    result, seen = IngestResult(), {}
-    files = collect_files(paths)
-    for n, (file, root) in enumerate(files, 1):
-        _report(progress, "ingest", n - 1, len(files))
-        if corpus_root in file.resolve().parents:
-            root = corpus_root
-        if not file.exists():
-            result.skipped.append((str(file), "no such file or directory"))
-            continue
-        try:
-            doc = read_file(file, root=root, max_file_mb=settings.max_file_mb)
-        except IngestError as exc:
-            result.skipped.append((str(exc.path), exc.reason))
-            continue
-        if doc.doc_id in seen:
-            result.skipped.append((str(file), f"duplicate doc_id {doc.doc_id!r} (also {seen[doc.doc_id]})"))
-            continue
-        seen[doc.doc_id] = str(file)
-        result.documents.append(doc)
-        result.chunks.extend(chunk_document(doc, settings.chunk_size, settings.chunk_overlap))
-    _report(progress, "ingest", len(files), len(files))
-    return result
+    return ingest_paths([Path(p) for p in paths], settings, progress=progress or False)
 
 
 def default_fusion(settings) -> Fusion:
