@@ -51,29 +51,37 @@ def _rank(r: dict) -> str:
     return "miss" if r.get("hit@1") is not None else "–"
 
 
-def _chart_hits_by_language(summary: dict, path: Path) -> bool:
+def _grouped_bar_chart(groups: dict, keys: tuple, xlabels: list[str], title: str, path: Path,
+                       height: float, ylabel: str | None = None) -> None:
+    """One cluster of bars per group, one bar per metric key; None shows as "n/a"."""
     import matplotlib.pyplot as plt
 
-    langs = {k: v for k, v in (summary.get("by_language") or {}).items() if v.get("hit@1") is not None}
-    if not langs:
-        return False
-    ks = ("hit@1", "hit@3", "hit@5", "mrr@10")
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
-    width = 0.8 / len(ks)
-    for i, k in enumerate(ks):
-        xs = [j + i * width for j in range(len(langs))]
-        vals = [v[k] for v in langs.values()]
-        bars = ax.bar(xs, vals, width, label=k)
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in vals], fontsize=7, padding=1)
-    ax.set_xticks([j + width * (len(ks) - 1) / 2 for j in range(len(langs))])
-    ax.set_xticklabels([f"{k}\n(n={v['counts']['hit@1']})" for k, v in langs.items()])
+    fig, ax = plt.subplots(figsize=(7, height), dpi=110)
+    width = 0.8 / len(keys)
+    for i, k in enumerate(keys):
+        xs = [j + i * width for j in range(len(groups))]
+        vals = [v.get(k) for v in groups.values()]
+        bars = ax.bar(xs, [v or 0 for v in vals], width, label=k)
+        ax.bar_label(bars, labels=["n/a" if v is None else f"{v:.2f}" for v in vals], fontsize=7, padding=1)
+    ax.set_xticks([j + width * (len(keys) - 1) / 2 for j in range(len(groups))])
+    ax.set_xticklabels(xlabels)
     ax.set_ylim(0, 1.3)  # headroom for the legend above the bars
-    ax.set_ylabel("share of questions")
-    ax.set_title("Retrieval hits by question language")
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(loc="upper center", fontsize=8, ncols=4)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _chart_hits_by_language(summary: dict, path: Path) -> bool:
+    langs = {k: v for k, v in (summary.get("by_language") or {}).items() if v.get("hit@1") is not None}
+    if not langs:
+        return False
+    _grouped_bar_chart(langs, ("hit@1", "hit@3", "hit@5", "mrr@10"),
+                       [f"{k}\n(n={v['counts']['hit@1']})" for k, v in langs.items()],
+                       "Retrieval hits by question language", path, 3.6, "share of questions")
     return True
 
 
@@ -99,27 +107,12 @@ def _chart_latency(results: list[dict], summary: dict, path: Path) -> bool:
 
 
 def _chart_by_kind(summary: dict, path: Path) -> bool:
-    import matplotlib.pyplot as plt
-
     kinds = summary.get("by_kind") or {}
     if not kinds:
         return False
-    ks = ("hit@5", "answer_recall", "refusal_accuracy", "citation_precision")
-    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=110)
-    width = 0.8 / len(ks)
-    for i, k in enumerate(ks):
-        xs = [j + i * width for j in range(len(kinds))]
-        vals = [v.get(k) for v in kinds.values()]
-        bars = ax.bar(xs, [v or 0 for v in vals], width, label=k)
-        ax.bar_label(bars, labels=["n/a" if v is None else f"{v:.2f}" for v in vals], fontsize=7, padding=1)
-    ax.set_xticks([j + width * (len(ks) - 1) / 2 for j in range(len(kinds))])
-    ax.set_xticklabels([f"{k}\n(n={v['n']})" for k, v in kinds.items()])
-    ax.set_ylim(0, 1.3)
-    ax.set_title("Quality by kind of question")
-    ax.legend(loc="upper center", fontsize=8, ncols=4)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _grouped_bar_chart(kinds, ("hit@5", "answer_recall", "refusal_accuracy", "citation_precision"),
+                       [f"{k}\n(n={v['n']})" for k, v in kinds.items()],
+                       "Quality by kind of question", path, 3.4)
     return True
 
 
