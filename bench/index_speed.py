@@ -40,7 +40,7 @@ from ingest.script import to_simplified  # noqa: E402
 from index.corpus import CorpusIndex, _State, embed_passages, new_manifest  # noqa: E402
 from index.dense import DenseIndex  # noqa: E402
 from index.embedding import get_embedder  # noqa: E402
-from index.text import tokenize  # noqa: E402
+from index.text import titled_text, tokenize  # noqa: E402
 
 CMRC = Path("/work/shared/bench/cmrc2018_dev.json")
 REAL_CHUNKS = 600
@@ -218,7 +218,7 @@ def bench_incremental(index, settings, embedder, contexts, reps=3):
             path.write_text(f"title: new {r}\n\n" + contexts[-1 - r], encoding="utf-8")
             doc_chunks = chunk_document(read_file(path, root=corpus))
             t0 = time.perf_counter()
-            embed_passages(embedder, [c.text for c in doc_chunks])
+            embed_passages(embedder, [titled_text(c) for c in doc_chunks])
             embed_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             summary = index.add_paths([path])

@@ -25,7 +25,7 @@ from .dense import DenseIndex
 from .errors import IndexError_
 from .hybrid import MODES, Candidates, Fusion, Hit
 from .keyword import KeywordIndex
-from .text import TOKENIZER_VERSION, chunk_tokens, tokenize
+from .text import DENSE_TEXT_VERSION, TOKENIZER_VERSION, chunk_tokens, titled_text, tokenize
 
 log = logging.getLogger("clusterqa.index")
 
@@ -54,7 +54,7 @@ class _State:
     row_of_label: dict = field(default_factory=dict)
 
     @classmethod
-    def make(cls, documents, chunks, labels, tokens, dense, files, next_label) -> "_State":
+    def make(cls, documents, chunks, labels, tokens, dense, files, next_label, keyword=None) -> "_State":
         labels = np.asarray(labels, dtype=np.int64)
         return cls(
             documents=documents,
@@ -62,7 +62,7 @@ class _State:
             labels=labels,
             tokens=tokens,
             dense=dense,
-            keyword=KeywordIndex(tokens),
+            keyword=KeywordIndex(tokens) if keyword is None else keyword,
             files=files,
             next_label=next_label,
             row_of_label={int(l): r for r, l in enumerate(labels)},
@@ -86,7 +86,7 @@ class CorpusIndex:
                        files: dict | None = None, progress=None) -> "CorpusIndex":
         """An in-memory index of these documents and their chunks (call save() to persist)."""
         embedder = embedder or _get_embedder(settings)
-        vectors = embed_passages(embedder, [c.text for c in chunks], progress)
+        vectors = embed_passages(embedder, [titled_text(c) for c in chunks], progress)
         tokens = tokenize_chunks(chunks, progress)
         labels = np.arange(len(chunks), dtype=np.int64)
         dense = DenseIndex(embedder.dim, settings.ann_threshold)
@@ -248,7 +248,7 @@ class CorpusIndex:
         """A new state: `remove_ids` documents dropped, `add_docs`/`add_chunks` embedded and added."""
         keep = [r for r, c in enumerate(state.chunks) if c.doc_id not in remove_ids]
         dropped = [int(state.labels[r]) for r, c in enumerate(state.chunks) if c.doc_id in remove_ids]
-        vectors = embed_passages(self.embedder, [c.text for c in add_chunks], progress)
+        vectors = embed_passages(self.embedder, [titled_text(c) for c in add_chunks], progress)
         tokens = tokenize_chunks(list(add_chunks), progress)
         new_labels = np.arange(state.next_label, state.next_label + len(add_chunks), dtype=np.int64)
         dense = state.dense.copy()  # copy-on-write: readers keep using the old one
@@ -264,6 +264,7 @@ class CorpusIndex:
             dense,
             state.files if files is None else files,
             state.next_label + len(add_chunks),
+            keyword=state.keyword.updated(keep, tokens),  # counts only the new chunks' tokens
         )
 
     def _commit(self, new_state: _State) -> None:
@@ -374,6 +375,7 @@ def new_manifest(settings, embedder) -> dict:
         "model": {"id": embedder.model_id, "dim": embedder.dim, "setting": settings.embed_model},
         "chunking": {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap},
         "tokenizer": TOKENIZER_VERSION,
+        "dense_text": DENSE_TEXT_VERSION,
         "corpus_root": Path(settings.corpus_dir).resolve().as_posix(),
     }
 
@@ -388,6 +390,7 @@ def config_mismatches(manifest: dict, settings, embedder) -> list[str]:
         "dimension": (embedder.dim, manifest.get("model", {}).get("dim")),
         "chunk_size": (settings.chunk_size, manifest.get("chunking", {}).get("chunk_size")),
         "chunk_overlap": (settings.chunk_overlap, manifest.get("chunking", {}).get("chunk_overlap")),
+        "dense_text": (DENSE_TEXT_VERSION, manifest.get("dense_text")),
     }
     return [f"{k}: index has {have!r}, configuration wants {want!r}"
             for k, (want, have) in wanted.items() if want != have]

@@ -1,40 +1,93 @@
-"""BM25 keyword index (bm25s) over pre-tokenised chunks."""
+"""BM25 keyword index: bm25s scores queries; the score matrix is built here, incrementally.
+
+bm25s builds its matrix with Python loops over every token of every chunk (about 0.7 s
+per 10k chunks on an idle 2-core machine, three times that under load), and an index
+update needs a fresh matrix because idf and the average length change. So the index
+keeps each chunk's term counts and vocabulary ids; an update converts only the new
+chunks' tokens and rebuilds the matrix with vectorised numpy/scipy, using bm25s's own
+"lucene" formulas (tests/test_index_core.py checks the scores against bm25s.index).
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at INFO
 
-# bm25s defaults (Lucene variant); k1/b left at the values the literature uses.
-K1 = 1.5
-B = 0.75
+# Low k1 and b, measured (bench/index_fusion.py, index/README.md): with CJK bigrams a
+# repeated name or phrase adds many matching tokens at once, so term frequency has to
+# saturate early (k1 0.3), and chunks are packed to a near-uniform length, so length
+# normalisation mostly punishes the chunks that carry a long answer (b 0.1). Against the
+# usual 1.5 / 0.75 this gave CMRC hybrid hit@1 +1.2 points, MRR +0.7.
+K1 = 0.3
+B = 0.1
+
+
+class TermCounts(NamedTuple):
+    ids: np.ndarray  # distinct vocabulary ids in the chunk
+    tf: np.ndarray  # how often each occurs
+    length: int  # number of tokens, repeats included (BM25's document length)
+
+
+def count_terms(tokens: list[str], vocab: dict[str, int]) -> TermCounts:
+    """A chunk's term counts; unseen tokens are added to `vocab`."""
+    ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.int64, count=len(tokens))
+    distinct, tf = np.unique(ids, return_counts=True)
+    return TermCounts(distinct, tf, len(tokens))
 
 
 class KeywordIndex:
-    """BM25 over token lists; row i of the index is token_lists[i].
-
-    Rebuilt from stored tokens whenever the chunk set changes: bm25s indexes 10k
-    chunks in well under a second, which keeps add/remove simple and exact.
-    """
+    """BM25 over token lists; row i of the index is token_lists[i]."""
 
     def __init__(self, token_lists: list[list[str]]):
-        import bm25s
+        vocab: dict[str, int] = {}
+        self._init([count_terms(t, vocab) for t in token_lists], vocab)
 
-        self.size = len(token_lists)
+    def updated(self, keep_rows, new_token_lists: list[list[str]]) -> "KeywordIndex":
+        """A new index of the kept rows (in that order) followed by the new token lists;
+        only the new tokens are counted. `self` stays valid for readers still using it."""
+        vocab = dict(self._vocab)  # ids only grow, so kept counts stay valid
+        counts = [self._counts[r] for r in keep_rows] + [count_terms(t, vocab) for t in new_token_lists]
+        new = object.__new__(KeywordIndex)
+        new._init(counts, vocab)
+        return new
+
+    def _init(self, counts: list[TermCounts], vocab: dict[str, int]) -> None:
+        import bm25s
+        import scipy.sparse as sp
+
+        self._counts, self._vocab = counts, vocab
+        self.size = len(counts)
         self._bm25 = None
-        if any(token_lists):
-            self._bm25 = bm25s.BM25(k1=K1, b=B)
-            self._bm25.index(token_lists, show_progress=False)
+        lengths = np.array([c.length for c in counts], dtype=np.float64)
+        if not self.size or not lengths.any():
+            return
+        rows = np.repeat(np.arange(self.size), [len(c.ids) for c in counts])
+        cols = np.concatenate([c.ids for c in counts])
+        tf = np.concatenate([c.tf for c in counts]).astype(np.float64)
+        n_vocab = len(vocab) + 1  # + bm25s's empty token, below
+        df = np.bincount(cols, minlength=n_vocab)
+        idf = np.log(1 + (self.size - df + 0.5) / (df + 0.5))  # bm25s _score_idf_lucene
+        norm = K1 * ((1 - B) + B * lengths[rows] / lengths.mean())
+        data = idf[cols] * tf / (norm + tf)  # bm25s _score_tfc_lucene
+        matrix = sp.csc_matrix((data.astype(np.float32), (rows, cols)), shape=(self.size, n_vocab))
+        bm25 = bm25s.BM25(k1=K1, b=B)
+        bm25.scores = {"data": matrix.data, "indices": matrix.indices, "indptr": matrix.indptr,
+                       "num_docs": self.size}
+        bm25.vocab_dict = dict(vocab, **{"": n_vocab - 1})
+        bm25.unique_token_ids_set = set(bm25.vocab_dict.values())
+        bm25.nonoccurrence_array = None
+        self._bm25 = bm25
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """BM25 score of every row for this query (zeros when no token is known)."""
         if self._bm25 is None:
             return np.zeros(self.size, dtype=np.float32)
         vocab = self._bm25.vocab_dict
-        ids = [vocab[t] for t in query_tokens if t in vocab]
+        ids = [vocab[t] for t in query_tokens if t in vocab and t]
         if not ids:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(ids), dtype=np.float32)

@@ -40,7 +40,9 @@ class Chunk:
     language: str = "zh"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # all fields are flat, so a shallow dict is enough; asdict's deep copy was half the
+        # cost of writing a 10k-chunk index after an incremental add
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Chunk":

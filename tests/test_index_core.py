@@ -207,7 +207,7 @@ def test_manifest_mismatch_is_reported_and_rebuilt(small, caplog):
 
     settings, index = small
     other = settings.replace(chunk_size=120, chunk_overlap=20)
-    with pytest.raises(IndexError_, match=r"chunk_size: index has 350, configuration wants 120"):
+    with pytest.raises(IndexError_, match=rf"chunk_size: index has {settings.chunk_size}, configuration wants 120"):
         open_index(settings.index_dir, other)
     with caplog.at_level("WARNING", logger="clusterqa.index"):
         rebuilt = load_or_build(other)
@@ -228,6 +228,14 @@ def test_manifest_mismatch_is_reported_and_rebuilt(small, caplog):
         again = load_or_build(other)
     assert "other-model" in caplog.text
     assert again.manifest["model"]["id"] == index.embedder.model_id
+
+    # Vectors of another passage text (e.g. before titles were embedded): rebuilt too.
+    manifest_path = settings.index_dir / _current_version(settings.index_dir) / "manifest.json"
+    m = json.loads(manifest_path.read_text())
+    m["dense_text"] = "text/0"
+    manifest_path.write_text(json.dumps(m))
+    with pytest.raises(IndexError_, match="dense_text: index has 'text/0'"):
+        open_index(settings.index_dir, other)
 
 
 def test_tokenizer_change_retokenises_without_reembedding(small, caplog):
@@ -332,6 +340,42 @@ def test_add_update_remove_reembed_only_changed_documents(small):
     reopened = open_index(settings.index_dir, settings)
     assert _consistent(reopened) == remaining
     assert set(reopened.manifest["files"]) == {"zh/yongin.txt", "zh/hamburg.txt", "zh/owl.txt"}
+
+
+def test_bm25_scores_equal_bm25s_own_build_after_updates(small):
+    """The incrementally built BM25 matrix gives bm25s's own scores, before and after add/remove."""
+    import bm25s
+    import numpy as np
+
+    from index.keyword import B, K1, KeywordIndex
+    from index.text import tokenize
+
+    settings, index = small
+    corpus = settings.corpus_dir
+    (corpus / "zh/extra.txt").write_text("title: 苏州纳米城\n\n苏州纳米城集聚了六百多家纳米技术企业，半导体集群规模扩大。",
+                                         encoding="utf-8")
+    queries = ["龍仁半導體集群投資", "纳米技术企业", "semiconductor hubs", "集群"]
+
+    def check():
+        state = index._state
+        reference = bm25s.BM25(k1=K1, b=B)
+        reference.index(state.tokens, show_progress=False)
+        for q in queries:
+            tokens = [t for t in tokenize(q) if t in reference.vocab_dict]
+            want = reference.get_scores(tokens)
+            assert np.allclose(state.keyword.scores(tokenize(q)), want, rtol=1e-5, atol=1e-6), q
+            assert np.allclose(KeywordIndex(state.tokens).scores(tokenize(q)), want, rtol=1e-5, atol=1e-6), q
+        return state
+
+    before = check()
+    before_scores = before.keyword.scores(tokenize("纳米技术企业"))
+    index.add_paths([corpus / "zh/extra.txt"])
+    after_add = check()
+    assert after_add.keyword.size == before.keyword.size + len(index.chunks_of("zh/extra.txt"))
+    index.remove(["zh/yongin.txt"])
+    check()
+    # readers of the old snapshot still get its scores
+    assert np.array_equal(before.keyword.scores(tokenize("纳米技术企业")), before_scores)
 
 
 def test_retrieve_while_adding(small):
