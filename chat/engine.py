@@ -17,6 +17,7 @@ from .crosslingual import CrossLingualReranker, USEEncoder
 from .extractive import ExtractiveAnswerer
 from .followup import Resolution, ordinal_of, resolve_followup
 from .language import EN, detect_language, message
+from .querycache import share_query_vectors
 from .llm import CANNOT_FIND, LLMAnswerer, LLMError, validate_citations
 from .records import Answer
 from .refusal import AnswerabilityRule, gather_evidence
@@ -30,7 +31,8 @@ class ChatEngine:
         self.index = index
         self.settings = settings
         second = USEEncoder() if crosslingual.available() else None
-        self.extractive = ExtractiveAnswerer(index.embedder, second)
+        # retrieval and sentence scoring share one E5 encoding of the question
+        self.extractive = ExtractiveAnswerer(share_query_vectors(index), second)
         self.reranker = CrossLingualReranker(second) if second else None
         self.rule = rule or AnswerabilityRule()
         if llm is None and settings.llm_enabled:
@@ -41,10 +43,24 @@ class ChatEngine:
         """Load the models and embed the corpus's sentences now, so that answering only embeds
         the question (composition then takes tens of ms instead of hundreds). Returns the
         number of sentences embedded; corpora above `max_chunks` chunks are left to the cache."""
+        from .followup import _posseg
+        from .terms import question_terms
+
+        question_terms("集群 cluster 半導體")  # jieba's dictionary and OpenCC's tables
+        _posseg().lcut("沙特")  # the follow-up rules' POS tagger (loads its own tables)
+        if self.extractive.second_encoder is not None:
+            self.extractive.second_encoder.encode_query("cluster")
         chunks = [c for d in self.index.documents() for c in self.index.chunks_of(d.doc_id)]
         if len(chunks) > max_chunks:
             chunks = []
         return self.extractive.precompute(chunks)
+
+    def prime_questions(self, questions: list[str]) -> None:
+        """Encode many questions in batches before asking them one by one (benchmarks): the
+        per-question E5 and USE calls then come from the query caches."""
+        self.extractive.embedder.prime(questions)
+        if self.extractive.second_encoder is not None:
+            self.extractive.second_encoder.prime_queries(questions)
 
     @property
     def mode(self) -> str:
@@ -94,8 +110,8 @@ class ChatEngine:
         # "第四项建议是什么?" asks for a list item even without a history
         ordinal = resolution.ordinal if resolution.ordinal is not None else ordinal_of(resolution.question)
         extraction = self.extractive.extract(resolution.question, hits, ordinal)
-        evidence = gather_evidence(extraction, hits, language, resolution.question)
-        answerable = self.rule.decide(evidence) or (ordinal is not None and _is_list_item(extraction.selected))
+        evidence = gather_evidence(extraction, hits, language, resolution.question, ordinal)
+        answerable = self.rule.decide(evidence)
         answer = Answer(question=question, answer="", answered=False, language=language, mode="extractive",
                         resolved_question=resolution.question if resolution.changed else None)
 
@@ -196,8 +212,3 @@ def _bigrams(text: str) -> set[str]:
     text = re.sub(r"\s+", "", text)
     return {text[i:i + 2] for i in range(len(text) - 1)}
 
-
-def _is_list_item(selected) -> bool:
-    from .extractive import _item_number
-
-    return len(selected) == 1 and _item_number(selected[0].text) is not None

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import terms as T
+from .language import is_chinese_text
+from .querycache import query_text
 
 LIST_ITEM_RE = re.compile(r"^\s*(?:(\d{1,2})\s*[.、．)）]|[（(]([一二三四五六七八九十]{1,2})[）)]|([一二三四五六七八九十]{1,2})\s*、)")
 ZH_NUM = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
@@ -42,6 +44,7 @@ class Sentence:
     end: int
     text: str
     simple: str  # Simplified, lower case: what term matching sees
+    context: str = ""  # Simplified: document title, section heading, passage text before the sentence
     dense: float = 0.0  # E5 cosine
     second: float = 0.0  # USE cosine (0 when no second encoder)
     lexical: float = 0.0
@@ -76,12 +79,14 @@ class ExtractiveAnswerer:
     """Chooses answer sentences from retrieved chunks; needs only the embedding model."""
 
     def __init__(self, embedder, second_encoder=None, max_sentences: int = 4, max_chars: int = 420,
-                 dense_weight: float = 1.0, second_weight: float = 1.0, lexical_weight: float = 3.0,
+                 dense_weight: float = 0.6, second_weight: float = 0.5, second_weight_cross: float = 1.0,
+                 lexical_weight: float = 3.0,
                  rank_weight: float = 0.3, margin: float = 1.2, neighbour_bonus: float = 0.8,
-                 cache_size: int = 50_000):
+                 context_credit: float = 0.8, cache_size: int = 50_000):
         self.embedder = embedder  # index.Embedder (E5): encode_queries / encode_passages
         self.second_encoder = second_encoder  # optional cross-lingual encoder (chat.crosslingual.USEEncoder)
         self.second_weight = second_weight
+        self.second_weight_cross = second_weight_cross
         self.max_sentences = max_sentences
         self.max_chars = max_chars  # keeps four long sentences from becoming a wall of text
         self.dense_weight = dense_weight
@@ -89,6 +94,7 @@ class ExtractiveAnswerer:
         self.rank_weight = rank_weight
         self.margin = margin  # how far below the best a sentence may score and still be added
         self.neighbour_bonus = neighbour_bonus
+        self.context_credit = context_credit  # a question term found only in the sentence's context
         self._cache_size = cache_size
         self._model_key = str(getattr(embedder, "model_id", id(embedder)))
 
@@ -108,11 +114,16 @@ class ExtractiveAnswerer:
         """Sentences of the retrieved chunks, each span of a document once (overlaps removed)."""
         from ingest.chunking import split_sentences
 
-        found = [
-            Sentence(rank, hit, start, end, hit.chunk.text[start:end], T.simplify(hit.chunk.text[start:end]))
-            for rank, hit in enumerate(hits)
-            for start, end in split_sentences(hit.chunk.text)
-        ]
+        found = []
+        for rank, hit in enumerate(hits):
+            text = hit.chunk.text
+            simple = T.simplify(text)
+            aligned = len(simple) == len(text)  # one conversion per passage, sliced per sentence
+            head = T.simplify(f"{hit.chunk.title} {getattr(hit.chunk, 'heading', '') or ''}")
+            for start, end in split_sentences(text):
+                sentence = simple[start:end] if aligned else T.simplify(text[start:end])
+                before = simple[:start] if aligned else T.simplify(text[:start])
+                found.append(Sentence(rank, hit, start, end, text[start:end], sentence, f"{head} {before}"))
 
         def covered_by(s: Sentence, o: Sentence) -> bool:
             # an overlap repeats a sentence, or cuts one short at a chunk edge: keep the
@@ -138,26 +149,30 @@ class ExtractiveAnswerer:
     # --- scoring ------------------------------------------------------------------------
     def _score(self, question: str, candidates: list[Sentence], terms, weights) -> None:
         texts = [s.text for s in candidates]
+        question_chinese = is_chinese_text(question)
         dense = self._similarities(question, texts, "e5")
         second = self._similarities(question, texts, "use") if self.second_encoder else None
         for i, s in enumerate(candidates):
             s.dense = float(dense[0][i])
             s.second = float(second[0][i]) if second is not None else 0.0
-            s.lexical = T.coverage(terms, weights, s.simple)
+            s.lexical = T.coverage(terms, weights, s.simple, s.context, self.context_credit)
             prior = 1.0 / (1 + s.hit_rank)
             # headings, nav lines and labels: short and without end punctuation
             fragment = -1.0 if len(s.text) < 40 and not TERMINAL_RE.search(s.text) else 0.0
             s.score = (self.dense_weight * float(dense[1][i]) + self.lexical_weight * s.lexical
                        + self.rank_weight * prior + fragment)
             if second is not None:
-                s.score += self.second_weight * float(second[1][i])
+                # USE carries the score across languages (E5-small matches English to Chinese
+                # poorly); within one language it mostly re-rewards the subject's name
+                cross = is_chinese_text(s.text) != question_chinese
+                s.score += (self.second_weight_cross if cross else self.second_weight) * float(second[1][i])
 
     def _similarities(self, question: str, texts: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
         """(cosines, standardised cosines) of the question against each text."""
-        if kind == "e5":
-            q = self.embedder.encode_queries([question])[0]
+        if kind == "e5":  # the vector retrieval computed (chat/querycache.py)
+            q = self.embedder.encode_queries([query_text(question)])[0]
         else:
-            q = self.second_encoder.encode([question])[0]
+            q = self.second_encoder.encode_query(question)
         cosines = self._embed(texts, kind) @ q
         spread = float(cosines.std()) if len(cosines) > 2 else 0.0
         z = (cosines - cosines.mean()) / spread if spread > 1e-6 else np.zeros_like(cosines)

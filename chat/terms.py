@@ -98,9 +98,11 @@ def idf_weights(terms: list[str], sentences: list[str]) -> dict[str, float]:
     return weights
 
 
-NUMBER_QUESTION_RE = re.compile(r"多少|几|幾|比例|百分之|how (?:many|much)|what (?:share|percentage|proportion)|"
+# 几 but not 哪几 ("哪几种" asks which ones, a list)
+NUMBER_QUESTION_RE = re.compile(r"多少|(?<!哪)几|(?<!哪)幾|比例|百分之|how (?:many|much)|what (?:share|percentage|proportion)|"
                                 r"which year|when|何时|哪一年|哪年|什么时候", re.I)
-NUMBER_RE = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+(?:个|项|家|年|月|名|倍|成|大|类|种|条)")
+ZH_COUNTED = "个|项|家|年|月|名|倍|成|大|类|种|条|届|次|位|人|座|部|期|场|代|岁|号|级|集|季|轮|所|间|支|台"
+NUMBER_RE = re.compile(rf"\d|第[一二三四五六七八九十百千]+|[一二三四五六七八九十百千万亿两]+(?:{ZH_COUNTED})")
 
 
 def expects_number(question: str) -> bool:
@@ -115,7 +117,7 @@ def has_number(text: str) -> bool:
 # clause breaks: CJK punctuation, and ASCII punctuation next to a space or a CJK character
 # (canonical Chinese text may use ASCII commas), but not inside numbers like 40,000
 CLAUSE_RE = re.compile(r"[，；。！？：、]|[,;:][\"'”’)]?(?=\s|[^\x00-\x7f])|(?<=[^\x00-\x7f])[,;:]|[.!?](?=\s|$)")
-NUMBER_TOKEN_RE = re.compile(r"\d+(?:[.,]\d+)*|[一二三四五六七八九十百千万亿两]+(?=个|项|家|年|月|名|倍|成|大|类|种|条)")
+NUMBER_TOKEN_RE = re.compile(rf"\d+(?:[.,]\d+)*|第[一二三四五六七八九十百千]+|[一二三四五六七八九十百千万亿两]+(?={ZH_COUNTED})")
 
 
 def number_near_subject(question: str, terms: list[str], weights: dict, sentences: list[str]) -> bool:
@@ -136,9 +138,20 @@ def number_near_subject(question: str, terms: list[str], weights: dict, sentence
     return found
 
 
-def coverage(terms: list[str], weights: dict[str, float], sentence: str) -> float:
-    """Weighted share of question terms the sentence contains (0..1)."""
+def coverage(terms: list[str], weights: dict[str, float], sentence: str, context: str = "",
+             context_credit: float = 0.0) -> float:
+    """Weighted share of question terms the sentence contains (0..1).
+
+    With a `context` (the document title and the text before the sentence in its passage), a
+    term found only there earns `context_credit` of its weight: "本鱼体长可达15公分" answers
+    "加利福尼亚滑银汉鱼的体长是多少?" in a document titled 加利福尼亚滑银汉鱼."""
     total = sum(weights[t] for t in terms)
     if not total:
         return 0.0
-    return sum(weights[t] * term_match(t, sentence) for t in terms) / total
+    got = 0.0
+    for t in terms:
+        m = term_match(t, sentence)
+        if m < 1.0 and context and context_credit:
+            m = max(m, context_credit * term_match(t, context))
+        got += weights[t] * m
+    return got / total

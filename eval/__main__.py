@@ -53,6 +53,9 @@ def cmd_run(args) -> int:
     from eval.report import summary_table
 
     print(summary_table(summary))
+    if summary.get("composition_ms_p50") is not None:
+        print(f"engine stage timings: retrieval p50 {summary['retrieval_ms_p50']} / p95 {summary['retrieval_ms_p95']} ms, "
+              f"composition (after retrieval) p50 {summary['composition_ms_p50']} / p95 {summary['composition_ms_p95']} ms")
     print(f"wrote {args.out}/summary.json, results.jsonl, report.md")
     return 0
 

@@ -21,6 +21,9 @@ class InProcessAsker:
             from index import load_or_build
 
             engine = ChatEngine(load_or_build(settings), settings)
+            # as a server does before taking questions: load the lazy models and tokenizers
+            # and embed the corpus's sentences, so latency is that of a warm engine
+            engine.warm_up()
         self.engine = engine
         self.target = f"in-process ({settings.index_dir})"
 
@@ -98,8 +101,24 @@ def run_questions(questions: list[dict], asker, progress: bool = True, label: st
     return results
 
 
+def stage_latency(results: list[dict]) -> dict:
+    """p50/p95 of the engine's own stage timings (Answer.timings_ms): `retrieve`, and
+    `answer` = composition, everything after retrieval (the issue's "adds at most 100 ms")."""
+    from eval.metrics import percentile
+
+    out = {}
+    for stage, key in (("retrieve", "retrieval"), ("answer", "composition")):
+        vals = [r["server_timings_ms"][stage] for r in results
+                if isinstance(r.get("server_timings_ms"), dict) and stage in r["server_timings_ms"]]
+        for q in (50, 95):
+            v = percentile(vals, q)
+            out[f"{key}_ms_p{q}"] = round(v, 1) if v is not None else None
+    return out
+
+
 def summarize_run(results: list[dict], config: dict) -> dict:
     summary = summarize(results)
+    summary.update(stage_latency(results))
     summary["errors"] = sum(1 for r in results if r.get("error"))
     summary["by_language"] = breakdown(results, "language")
     summary["by_kind"] = breakdown(results, "kind")

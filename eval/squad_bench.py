@@ -75,6 +75,7 @@ def answer_pass(engine, questions, top_k: int | None = None, progress: bool = Tr
             )
             if ad.get("answered") and cites:
                 rec["citation_precision"] = sum(_relevant(c, q) for c in cites) / len(cites)
+            rec["server_timings_ms"] = ad.get("timings_ms")
             rec.update(answer=ad.get("answer", ""), answered=bool(ad.get("answered")),
                        answer_sentences=sentence_count(ad.get("answer", "")) if ad.get("answered") else None,
                        cited=[passage_id(c) for c in cites], retrieved=[passage_id(p) for p in passages])
@@ -135,6 +136,7 @@ def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: i
             from chat import ChatEngine
 
             engine = ChatEngine(index, bench_settings)
+            engine.warm_up()  # a warm engine, as a server answers (latency figures)
         else:
             engine = engine_factory(index, bench_settings)
         # Answering costs far more than retrieval: optionally a stratified sub-sample of the sample.
@@ -145,6 +147,9 @@ def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: i
                                                            "citation_precision", "answer_sentences",
                                                            "latency_ms", "cited", "retrieved")}
         answer_row = summarize(recs)
+        from eval.runner import stage_latency
+
+        answer_row.update(stage_latency(recs))
         sents = [r["answer_sentences"] for r in recs if r["answer_sentences"] is not None]
         answer_row["answer_sentences_mean"] = round(sum(sents) / len(sents), 2) if sents else None
         answer_row["answer_sentences_p95"] = percentile(sents, 95)

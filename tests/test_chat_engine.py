@@ -71,6 +71,26 @@ def test_unanswerable_question_is_refused_politely_in_askers_language(engine, qu
     assert a.citations and all(c.quote in c.text for c in a.citations)  # nearest passages, for reference
 
 
+def test_question_is_e5_encoded_once_per_ask_and_warm_up_embeds_the_sentences(engine):
+    """Retrieval and sentence scoring share the question's E5 vector (chat/querycache.py)."""
+    assert engine.warm_up() > 0
+    inner = engine.index.embedder.wrapped
+    calls = []
+    original = inner.encode_queries
+
+    def counting(texts, **kw):
+        calls.append(list(texts))
+        return original(texts, **kw)
+
+    inner.encode_queries = counting
+    try:
+        a = engine.ask("欧盟计划在三年内培训多少名技术工人?")
+    finally:
+        del inner.encode_queries  # back to the class's method
+    assert len(calls) == 1 and a.citations
+    assert a.timings_ms["answer"] < a.timings_ms["total"]
+
+
 def test_follow_up_entity_substitution(engine):
     history = [{"role": "user", "content": "韩国打造了全球最大的什么集群？"},
                {"role": "assistant", "content": "根据文档：韩国打造全球最大半导体集群。[1]"}]

@@ -258,3 +258,101 @@ def test_answer_to_dict_has_the_contract_keys():
     assert set(d["citations"][0]) == {"n", "doc_id", "title", "source", "date", "chunk_id", "text",
                                       "quote", "start", "end", "score"}
     assert set(d["timings_ms"]) == {"retrieve", "answer", "total"} and d["resolved_question"] == "rq"
+
+
+# --- context credit, number questions, the refusal rule, the query-vector memo ------------
+FISH = ("加利福尼亚滑银汉鱼为辐鳍鱼纲银汉鱼目银汉鱼科的一种。本鱼体淡青色，半透明，体长可达15公分。"
+        "常成群游泳于近岸。")
+
+
+def test_context_credit_lets_an_anaphoric_sentence_cover_the_subject():
+    chunk = Chunk("fish.txt", "fish.txt#0", "加利福尼亚滑银汉鱼", "src", "", "", 0, len(FISH), FISH)
+    question = "加利福尼亚滑银汉鱼的体长是多少？"
+
+    def lexical(credit):
+        extraction = ExtractiveAnswerer(CharNgramEmbedder(), context_credit=credit).extract(question, [FakeHit(chunk)])
+        return {s.text[:6]: s.lexical for s in extraction.candidates}, extraction
+
+    without, _ = lexical(0.0)
+    with_credit, extraction = lexical(0.8)
+    # "本鱼…体长可达15公分" gets credit for the subject named in the title and first sentence
+    assert with_credit["本鱼体淡青色"] > without["本鱼体淡青色"]
+    assert with_credit["本鱼体淡青色"] > with_credit["加利福尼亚滑"]
+    assert any("15公分" in s.text for s in extraction.selected)
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("适合行走香港仔水塘道的巴士有哪几种？", False),  # which ones: a list
+    ("徐展堂1993年当选了第几届全国政协常委？", True),
+    ("澉浦镇的人口是多少？", True),
+    ("亚麻适宜生活在什么气候？", False),
+])
+def test_number_questions(question, expected):
+    from chat.terms import expects_number
+
+    assert expects_number(question) is expected
+
+
+def test_ordinals_and_counted_chinese_numerals_are_numbers():
+    from chat.terms import has_number, number_near_subject, question_terms
+
+    assert has_number("当选为第八届全国政协常委") and has_number("共有三座桥") and not has_number("当选为常委")
+    question = "徐展堂1993年当选了第几届全国政协常委？"
+    terms = question_terms(question)
+    weights = {t: 1.0 for t in terms}
+    assert number_near_subject(question, terms, weights, ["徐展堂1993年当选为第八届全国政协常委"])
+    assert not number_near_subject(question, terms, weights, ["徐展堂1993年当选为全国政协常委"])  # only the asked 1993
+
+
+def _evidence(**kw):
+    from chat.refusal import Evidence
+
+    base = dict(coverage=0.0, missing=1.0, best_dense=0.85, dense_margin=0.02, best_second=0.2,
+                cross_lingual=False, number_expected=False, number_found=False, agreement=False)
+    return Evidence(**{**base, **kw})
+
+
+def test_rule_answers_on_terms_or_a_standout_semantic_match_and_refuses_otherwise():
+    from chat.refusal import AnswerabilityRule
+
+    rule = AnswerabilityRule()
+    assert rule.decide(_evidence(coverage=0.9, missing=0.1))
+    assert rule.decide(_evidence(best_dense=0.95, dense_margin=0.10, best_second=0.4))  # few shared terms
+    assert not rule.decide(_evidence(best_dense=0.95, dense_margin=0.01, best_second=0.4))  # so is everything else
+    assert not rule.decide(_evidence(best_dense=0.95, dense_margin=0.10, best_second=0.2))  # USE disagrees
+    assert not rule.decide(_evidence(coverage=0.9, missing=0.1, number_expected=True))  # how many? no number
+    assert rule.decide(_evidence(cross_lingual=True, best_second=0.5))
+    assert not rule.decide(_evidence(cross_lingual=True, best_second=0.1))
+    assert rule.decide(_evidence(list_item=True))
+    assert not rule.decide(None)
+
+
+class CountingEmbedder(CharNgramEmbedder):
+    model_id = "counting"
+
+    def __init__(self):
+        self.calls = []
+
+    def encode_queries(self, texts, show_progress=False):
+        self.calls.append(list(texts))
+        return super().encode_queries(texts)
+
+
+def test_query_vector_memo_encodes_a_question_once_and_passes_everything_else_through():
+    from chat.querycache import QueryVectorMemo, query_text, share_query_vectors
+
+    inner = CountingEmbedder()
+    memo = QueryVectorMemo(inner)
+    first = memo.encode_queries(["沙特计划建设多少个医疗集群？"])
+    again = memo.encode_queries(["沙特计划建设多少个医疗集群？"])
+    assert np.array_equal(first, again) and len(inner.calls) == 1
+    both = memo.encode_queries(["沙特计划建设多少个医疗集群？", "韩国呢？"])
+    assert inner.calls[-1] == ["韩国呢？"] and np.array_equal(both[0], first[0])
+    assert memo.dim == 256 and memo.model_id == "counting" and memo.encode_passages(["x"]).shape == (1, 256)
+    memo.prime(["韓國打造了什麼集群？"])
+    assert inner.calls[-1] == [query_text("韓國打造了什麼集群？")] == ["韩国打造了什么集群？"]
+
+    class Index:
+        embedder = inner
+    index = Index()
+    assert share_query_vectors(index) is share_query_vectors(index) is index.embedder
