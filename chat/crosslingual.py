@@ -21,9 +21,13 @@ class USEEncoder:
     """encode(texts) -> L2-normalised (n, 512) float32; the model loads on first use (~1 s).
 
     encode_query(text): one question's vector, remembered (LRU) so that the re-ranker and the
-    sentence scorer of the same ask encode the question once."""
+    sentence scorer of the same ask encode the question once.
 
-    def __init__(self, threads: int = 2, query_cache: int = 1024):
+    One BLAS thread: a question or a handful of sentences gains nothing from two, and on the
+    shared 2-core machine two threads made a single-question encoding 140-180 ms (threads
+    waiting for a busy core) instead of 2-3 ms (measured at load average 3.5)."""
+
+    def __init__(self, threads: int = 1, query_cache: int = 1024):
         self.threads = threads
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache = query_cache
