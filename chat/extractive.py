@@ -82,7 +82,7 @@ class ExtractiveAnswerer:
                  dense_weight: float = 0.6, second_weight: float = 0.5, second_weight_cross: float = 1.0,
                  lexical_weight: float = 3.0,
                  rank_weight: float = 0.3, margin: float = 1.2, neighbour_bonus: float = 0.8,
-                 context_credit: float = 0.8, cache_size: int = 50_000):
+                 context_credit: float = 0.8, new_passage_penalty: float = 0.2, cache_size: int = 50_000):
         self.embedder = embedder  # index.Embedder (E5): encode_queries / encode_passages
         self.second_encoder = second_encoder  # optional cross-lingual encoder (chat.crosslingual.USEEncoder)
         self.second_weight = second_weight
@@ -95,6 +95,7 @@ class ExtractiveAnswerer:
         self.margin = margin  # how far below the best a sentence may score and still be added
         self.neighbour_bonus = neighbour_bonus
         self.context_credit = context_credit  # a question term found only in the sentence's context
+        self.new_passage_penalty = new_passage_penalty
         self._cache_size = cache_size
         self._model_key = str(getattr(embedder, "model_id", id(embedder)))
 
@@ -209,7 +210,10 @@ class ExtractiveAnswerer:
         pool = [s for s in ranked[1:]]
         while len(selected) < self.max_sentences and pool:
             def value(s: Sentence) -> float:
-                return s.score + (self.neighbour_bonus if any(_adjacent(s, t, candidates) for t in selected) else 0.0)
+                bonus = self.neighbour_bonus if any(_adjacent(s, t, candidates) for t in selected) else 0.0
+                if all(t.hit.chunk.chunk_id != s.hit.chunk.chunk_id for t in selected):
+                    bonus -= self.new_passage_penalty  # another passage to cite must earn it
+                return s.score + bonus
 
             nxt = max(pool, key=value)
             if value(nxt) < best.score - self.margin or chars + len(nxt.text) > self.max_chars:
