@@ -112,6 +112,7 @@ class Service:
         """One Chinese follow-up and one English question, so that the tokenizers and models
         chat loads lazily are loaded before real users ask (it takes seconds)."""
         try:
+            engine.warm_up()  # models, tokenizers and the corpus's sentence vectors
             engine.ask("那美国呢？", history=[{"role": "user", "content": "欧盟如何推动集群发展？"},
                                             {"role": "assistant", "content": "……"}])
             engine.ask("What are the main trends for clusters?")
