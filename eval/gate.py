@@ -1,8 +1,8 @@
 """`python -m eval gate`: the regression gate CI runs.
 
 Runs the dev question set (in-process) and a fixed 300-question CMRC 2018 sample
-(seed 2018, corpus = the sample's paragraphs; retrieval on all 300, chat answers on a
-stratified 100 of them), prints every gated figure next to
+(seed 2018, corpus = the sample's paragraphs; retrieval and chat answers on all 300),
+prints every gated figure next to
 its threshold from eval/thresholds.json, and exits 1 if any figure is below it.
 `--update` rewrites the thresholds as the measured figures minus the margin.
 """
@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 THRESHOLDS = Path(__file__).resolve().parent / "thresholds.json"
 DEV_SET = REPO / "data" / "questions" / "dev.jsonl"
 CMRC_LIMIT, CMRC_SEED = 300, 2018
-# Answers cost ~100x a retrieval: the chat pass takes a stratified 100 of the 300 (CI time budget).
-CMRC_ANSWER_LIMIT = 100
+# Answers take ~5 ms of composition once the engine is warm, so all 300 are answered.
+CMRC_ANSWER_LIMIT = None
 
 # Figures the gate watches (latency is left out: on a shared 2-core CI machine it is noise).
 DEV_FIGURES = ("hit@1", "hit@5", "mrr@10", "answer_recall", "refusal_accuracy", "citation_precision")
