@@ -61,6 +61,11 @@ class QueryVectorMemo:
         for i in range(0, len(texts), batch):
             self._remember(texts[i:i + batch], self._inner.encode_queries(texts[i:i + batch]))
 
+    def forget(self) -> None:
+        """Drop every remembered vector (benchmarks timing a question as a new user asks it)."""
+        with self._lock:
+            self._vectors.clear()
+
     def _remember(self, texts, vectors) -> None:
         with self._lock:
             for text, vector in zip(texts, vectors):

@@ -351,6 +351,10 @@ def test_query_vector_memo_encodes_a_question_once_and_passes_everything_else_th
     assert memo.dim == 256 and memo.model_id == "counting" and memo.encode_passages(["x"]).shape == (1, 256)
     memo.prime(["韓國打造了什麼集群？"])
     assert inner.calls[-1] == [query_text("韓國打造了什麼集群？")] == ["韩国打造了什么集群？"]
+    memo.forget()  # benchmarks time questions as new: the next call runs the model again
+    calls = len(inner.calls)
+    memo.encode_queries(["沙特计划建设多少个医疗集群？"])
+    assert len(inner.calls) == calls + 1
 
     class Index:
         embedder = inner
