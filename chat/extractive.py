@@ -16,15 +16,13 @@ measuring answer recall on CMRC 2018 and on the dev set (chat/README.md).
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import terms as T
 from .language import is_chinese_text
-from .querycache import query_text
+from .querycache import VectorCache, query_text
 
 LIST_ITEM_RE = re.compile(r"^\s*(?:(\d{1,2})\s*[.、．)）]|[（(]([一二三四五六七八九十]{1,2})[）)]|([一二三四五六七八九十]{1,2})\s*、)")
 ZH_NUM = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
@@ -32,8 +30,7 @@ TERMINAL_RE = re.compile(r"[。！？!?.;；]$")
 
 # Sentence vectors by (model, encoder, text), shared by every answerer in the process:
 # a sentence is embedded once however many questions or engines retrieve it.
-_SENTENCE_VECTORS: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
+_SENTENCE_VECTORS = VectorCache(50_000)
 
 
 @dataclass
@@ -82,7 +79,7 @@ class ExtractiveAnswerer:
                  dense_weight: float = 0.6, second_weight: float = 0.5, second_weight_cross: float = 1.0,
                  lexical_weight: float = 3.0,
                  rank_weight: float = 0.3, margin: float = 1.2, neighbour_bonus: float = 0.8,
-                 context_credit: float = 0.8, new_passage_penalty: float = 0.2, cache_size: int = 50_000):
+                 context_credit: float = 0.8, new_passage_penalty: float = 0.2):
         self.embedder = embedder  # index.Embedder (E5): encode_queries / encode_passages
         self.second_encoder = second_encoder  # optional cross-lingual encoder (chat.crosslingual.USEEncoder)
         self.second_weight = second_weight
@@ -96,7 +93,6 @@ class ExtractiveAnswerer:
         self.neighbour_bonus = neighbour_bonus
         self.context_credit = context_credit  # a question term found only in the sentence's context
         self.new_passage_penalty = new_passage_penalty
-        self._cache_size = cache_size
         self._model_key = str(getattr(embedder, "model_id", id(embedder)))
 
     # --- public -------------------------------------------------------------------------
@@ -140,7 +136,7 @@ class ExtractiveAnswerer:
         from ingest.chunking import split_sentences
 
         texts = list(dict.fromkeys(c.text[a:b] for c in chunks for a, b in split_sentences(c.text)))
-        texts = texts[: self._cache_size // 2]  # never evict what we just computed
+        texts = texts[: _SENTENCE_VECTORS.size // 2]  # never evict what we just computed
         for i in range(0, len(texts), batch):
             self._embed(texts[i:i + batch], "e5")
             if self.second_encoder is not None:
@@ -181,23 +177,9 @@ class ExtractiveAnswerer:
 
     def _embed(self, texts: list[str], kind: str) -> np.ndarray:
         """Sentence vectors: one batch call for those not cached yet."""
-        keys = [(self._model_key, kind, t) for t in texts]
-        with _CACHE_LOCK:
-            missing = list(dict.fromkeys(k for k in keys if k not in _SENTENCE_VECTORS))
-        if missing:
-            batch = [k[2] for k in missing]
-            vectors = self.embedder.encode_passages(batch) if kind == "e5" else self.second_encoder.encode(batch)
-            with _CACHE_LOCK:
-                for key, vector in zip(missing, vectors):
-                    _SENTENCE_VECTORS[key] = vector
-                while len(_SENTENCE_VECTORS) > self._cache_size:
-                    _SENTENCE_VECTORS.popitem(last=False)
-        with _CACHE_LOCK:
-            found = []
-            for key in keys:
-                _SENTENCE_VECTORS.move_to_end(key)
-                found.append(_SENTENCE_VECTORS[key])
-            return np.stack(found)
+        encode = self.embedder.encode_passages if kind == "e5" else self.second_encoder.encode
+        return _SENTENCE_VECTORS.get_many([(self._model_key, kind, t) for t in texts],
+                                          lambda missing: encode([k[2] for k in missing]))
 
     # --- selection ----------------------------------------------------------------------
     def _select(self, ranked: list[Sentence], candidates: list[Sentence], ordinal: int | None) -> list[Sentence]:

@@ -30,49 +30,63 @@ def query_text(question: str) -> str:
     return to_simplified(question.strip())
 
 
+class VectorCache:
+    """A thread-safe LRU of vectors by key. `get_many(keys, compute)` returns the vectors of
+    `keys` stacked, calling `compute(missing_keys)` once for those not cached. The chat
+    package's caches (question vectors, sentence vectors, USE chunk vectors) are all this."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys, compute) -> np.ndarray:
+        keys = list(keys)
+        if not keys:
+            return np.asarray(compute([]))
+        with self._lock:
+            found = {k: self._items[k] for k in keys if k in self._items}
+            for k in found:
+                self._items.move_to_end(k)
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
+        if missing:
+            vectors = compute(missing)
+            found.update(zip(missing, vectors))  # kept here: a concurrent caller may evict them
+            with self._lock:
+                self._items.update(zip(missing, vectors))
+                for k in missing:
+                    self._items.move_to_end(k)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return np.stack([found[k] for k in keys])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 class QueryVectorMemo:
     def __init__(self, embedder, size: int = 2048):
         self._inner = embedder
-        self._size = size
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._vectors = VectorCache(size)
 
     @property
     def wrapped(self):
         return self._inner
 
     def encode_queries(self, texts, show_progress: bool = False) -> np.ndarray:
-        texts = list(texts)
-        with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        if missing:
-            self._remember(missing, self._inner.encode_queries(missing, show_progress=show_progress))
-        with self._lock:
-            found = [self._vectors.get(t) for t in texts]
-        if any(v is None for v in found):  # evicted meanwhile by a concurrent caller
-            return self._inner.encode_queries(texts, show_progress=show_progress)
-        if not found:
-            return self._inner.encode_queries(texts, show_progress=show_progress)
-        return np.stack(found)
+        return self._vectors.get_many(
+            texts, lambda missing: self._inner.encode_queries(missing, show_progress=show_progress))
 
     def prime(self, questions: list[str], batch: int = 64) -> None:
         """Encode many questions in batches ahead of asking them (benchmarks)."""
         texts = list(dict.fromkeys(query_text(q) for q in questions))
         for i in range(0, len(texts), batch):
-            self._remember(texts[i:i + batch], self._inner.encode_queries(texts[i:i + batch]))
+            self.encode_queries(texts[i:i + batch])
 
     def forget(self) -> None:
         """Drop every remembered vector (benchmarks timing a question as a new user asks it)."""
-        with self._lock:
-            self._vectors.clear()
-
-    def _remember(self, texts, vectors) -> None:
-        with self._lock:
-            for text, vector in zip(texts, vectors):
-                self._vectors[text] = vector
-                self._vectors.move_to_end(text)
-            while len(self._vectors) > self._size:
-                self._vectors.popitem(last=False)
+        self._vectors.clear()
 
     def __getattr__(self, name):  # dim, model_id, encode_passages, batch_size, …
         return getattr(self._inner, name)
