@@ -109,9 +109,6 @@ def test_follow_up_pronoun_english_is_resolved_and_retrieves_the_subject(engine)
     assert a.citations and "its-owl" in a.citations[0].doc_id
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation (chat/README.md): the English re-ranking swaps the 'field of "
-                                       "AI' chunk (hybrid rank 6) for a Chinese passage, 'areas of digitalisation' shares "
-                                       "no term with 'fields', and the rule refuses")
 def test_follow_up_pronoun_english_answer(engine):
     a = engine.ask("And which fields do they focus on?", history=OWL_HISTORY)
     assert a.answered and ("digitalisation" in a.answer or "field of AI" in a.answer)
