@@ -2,6 +2,7 @@
 
     python -m eval.refusal_calibration collect --out DIR [--cmrc FILE]
     python -m eval.refusal_calibration report DIR
+    python -m eval.refusal_calibration fit DIR
 
 `collect` asks questions through ChatEngine with a rule that answers everything, so each
 record holds the rule's inputs (Answer.evidence) and whether the chosen sentences contain a
@@ -22,6 +23,11 @@ sentences are chosen). Sets written to DIR:
 
 `report` prints, for the rule in chat/refusal.py: dev refusal accuracy and answer recall,
 CMRC answer recall with the rule on (positives) and the refusal rate on the negatives.
+
+`fit` searches the rule's thresholds (GRID) for the highest tune answer recall + ½ × tune
+refusal rate subject to dev answered-vs-refused accuracy ≥ 0.90, dev answer recall ≥ 0.85
+and ≥ 0.84 of the tune unanswerables refused, and prints the best thresholds with their
+figures on every set (held-out included); copy them into chat/refusal.AnswerabilityRule.
 """
 
 from __future__ import annotations
@@ -181,6 +187,83 @@ def report(directory: Path, rule=None) -> dict:
     return out
 
 
+GRID = {
+    "min_coverage": [0.4, 0.45, 0.5, 0.55, 0.6],
+    "max_missing": [0.35, 0.4, 0.45, 0.5, 0.55],
+    "min_coverage_rescue": [0.3, 0.35, 0.4, 0.45],
+    "min_second_rescue": [0.3, 0.33, 0.37, 0.41, 0.45],
+    "min_dense": [0.87, 0.88, 0.89, 0.9, 0.91],
+    "min_dense_margin": [0.03, 0.04, 0.05, 0.06, 0.07],
+    "min_second_semantic": [0.2, 0.25, 0.3, 0.35],
+    "min_second_cross": [0.25, 0.27, 0.285, 0.3, 0.32, 0.35],
+}
+CONSTRAINTS = {"dev_accuracy": 0.90, "dev_recall": 0.85, "tune_refused": 0.84}
+
+
+def fit(directory: Path) -> dict:
+    """Exhaustive search over GRID. The rule is an OR of clauses, each depending on a few
+    thresholds, so every clause's decisions are computed once per threshold pair and the
+    grid only combines boolean arrays."""
+    import itertools
+
+    import numpy as np
+
+    from chat.refusal import AnswerabilityRule
+
+    sets = {name: load(directory / f"{name}.jsonl") for name in ("dev", "cmrc_tune")}
+    records = sets["dev"] + sets["cmrc_tune"]
+    n_dev = len(sets["dev"])
+    ev = [r["evidence"] or {} for r in records]
+
+    def col(key, default=0.0):
+        return np.array([e.get(key, default) for e in ev], dtype=float)
+
+    present = np.array([bool(e) for e in ev])
+    coverage, missing, second = col("coverage"), col("missing"), col("best_second")
+    dense, margin = col("best_dense"), col("dense_margin")
+    cross = col("cross_lingual").astype(bool)
+    list_item = col("list_item").astype(bool)
+    number_ok = ~(col("number_expected").astype(bool) & ~col("number_found").astype(bool))
+    answerable = np.array([r["answerable"] for r in records])
+    contains = np.array([bool(r.get("contains")) for r in records])
+    dev = np.arange(len(records)) < n_dev
+    tune = ~dev
+
+    g = GRID
+    terms = {(a, b): (coverage >= a) & (missing <= b) for a in g["min_coverage"] for b in g["max_missing"]}
+    reworded = {(a, b): (coverage >= a) & (second >= b) for a in g["min_coverage_rescue"] for b in g["min_second_rescue"]}
+    semantic = {(a, b, c): (dense >= a) & (margin >= b) & (second >= c)
+                for a in g["min_dense"] for b in g["min_dense_margin"] for c in g["min_second_semantic"]}
+    crossing = {a: second >= a for a in g["min_second_cross"]}
+
+    def figures(said):
+        pos_dev, neg_tune, pos_tune = dev & answerable, tune & ~answerable, tune & answerable
+        return {
+            "dev_accuracy": float((said[dev] == answerable[dev]).mean()),
+            "dev_recall": float((said & contains)[pos_dev].mean()),
+            "tune_recall": float((said & contains)[pos_tune].mean()),
+            "tune_refused": float((~said)[neg_tune].mean()),
+        }
+
+    best = None
+    for t, r, sm, c in itertools.product(terms, reworded, semantic, crossing):
+        same = terms[t] | reworded[r] | semantic[sm]
+        said = present & (list_item | (number_ok & np.where(cross, crossing[c], same)))
+        f = figures(said)
+        if any(f[k] < v for k, v in CONSTRAINTS.items()):
+            continue
+        objective = f["tune_recall"] + 0.5 * f["tune_refused"]
+        if best is None or objective > best[0]:
+            best = (objective, (t, r, sm, c), f)
+    if best is None:
+        return {"error": "no thresholds in GRID meet the constraints", "constraints": CONSTRAINTS}
+    (a, b), (c, d), (e, f_, h), i = best[1]
+    rule = AnswerabilityRule(min_coverage=a, max_missing=b, min_coverage_rescue=c, min_second_rescue=d,
+                             min_dense=e, min_dense_margin=f_, min_second_semantic=h, min_second_cross=i)
+    return {"rule": {k: getattr(rule, k) for k in GRID}, "objective": round(best[0], 4),
+            "figures": report(directory, rule)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.refusal_calibration", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,10 +276,15 @@ def main(argv=None) -> int:
     c.add_argument("--sets", default="dev,tune,heldout,gate")
     r = sub.add_parser("report")
     r.add_argument("dir")
+    f = sub.add_parser("fit")
+    f.add_argument("dir")
     args = p.parse_args(argv)
 
     if args.cmd == "report":
         print(json.dumps(report(Path(args.dir)), indent=2))
+        return 0
+    if args.cmd == "fit":
+        print(json.dumps(fit(Path(args.dir)), indent=2))
         return 0
 
     from settings import apply_offline_defaults, load_settings
