@@ -29,9 +29,10 @@ def compose_extractive(selected: list, language: str) -> tuple[str, list[Citatio
     chinese_evidence = any(is_chinese_text(s.text) for s in selected)
     english_evidence = any(not is_chinese_text(s.text) for s in selected)
     if language == EN:
-        opening = message("opening_quoted_zh" if chinese_evidence else "opening", EN)
+        key = ("opening_mixed_zh" if english_evidence else "opening_quoted_zh") if chinese_evidence else "opening"
     else:
-        opening = message("opening_quoted_en" if english_evidence else "opening", language)
+        key = ("opening_mixed_en" if chinese_evidence else "opening_quoted_en") if english_evidence else "opening"
+    opening = message(key, language)
 
     lines = []
     for s in selected:

@@ -82,6 +82,14 @@ _MESSAGES = {
         HANS: "根据文档（引自英文原文，未翻译）：",
         HANT: "根據文件（引自英文原文，未翻譯）：",
     },
+    # evidence in both languages: only the other language's sentences are untranslated quotes
+    "opening_mixed_zh": {
+        EN: "According to the documents (the Chinese passages are quoted untranslated):",
+    },
+    "opening_mixed_en": {
+        HANS: "根据文档（其中英文段落引自原文，未翻译）：",
+        HANT: "根據文件（其中英文段落引自原文，未翻譯）：",
+    },
     "not_found": {
         HANS: "抱歉，文档中没有找到这个问题的答案。下面列出的是最接近的段落，仅供参考。",
         HANT: "抱歉，文件中沒有找到這個問題的答案。下面列出的是最接近的段落，僅供參考。",

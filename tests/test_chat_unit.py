@@ -250,6 +250,21 @@ def test_english_asker_gets_marked_quotes_of_chinese_source():
     assert "“" in text and text.splitlines()[0].endswith("” [1]")
 
 
+def test_mixed_language_evidence_gets_an_opening_that_says_which_part_is_quoted():
+    zh = FakeHit(Chunk("zh.txt", "zh.txt#0", "T", "src", "2025-01-01", "", 0, 14, "沙特计划建设21个医疗集群。"))
+    en = FakeHit(Chunk("en.txt", "en.txt#0", "T", "src", "2025-01-01", "", 0, 36, "Saudi Arabia plans 21 health clusters."))
+    extraction = ExtractiveAnswerer(CharNgramEmbedder()).extract("沙特计划建设多少个医疗集群", [zh, en])
+    both = [s for s in extraction.candidates if s.text.startswith(("沙特", "Saudi"))]
+    assert len(both) == 2
+    text_en, _ = compose_extractive(both, EN)
+    assert text_en.startswith("According to the documents (the Chinese passages are quoted untranslated):")
+    assert "“沙特计划建设21个医疗集群。”" in text_en and "Saudi Arabia plans 21 health clusters. [" in text_en
+    text_zh, _ = compose_extractive(both, HANS)
+    assert text_zh.startswith("根据文档（其中英文段落引自原文，未翻译）：")
+    text_hant, _ = compose_extractive(both, HANT)
+    assert text_hant.startswith("根據文件（其中英文段落引自原文，未翻譯）：")
+
+
 def test_answer_to_dict_has_the_contract_keys():
     c = Citation(1, "d", "t", "s", "2025-01-01", "d#0", "text", "te", 0, 4, 0.5)
     a = Answer("q", "a [1]", True, HANS, "extractive", [c], resolved_question="rq")
