@@ -162,7 +162,7 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
     # from single calls on the answered subset, as a user would see them.
     cqa_lists = _clusterqa_ranked(index, items, asked, engine, top_k, progress)
     base_lists = baseline.retrieve_many([it.question for it in items], progress=progress)
-    rows, cqa, base = [], [], []
+    rows, cqa, base, base_passages = [], [], [], []
     # The engine remembers query vectors (retrieval and sentence scoring share one); the
     # batched pass above filled that memo, so it is emptied before each timed call: every
     # timing includes embedding the question, as for a new user's question.
@@ -194,10 +194,18 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
                                answer_chars=None)
             cqa.append(a)
             base.append(b)
+            base_passages.append((it, b_answer) if it.id in asked and it.answerable else None)
             rows.append({"id": it.id, "question": it.question, "clusterqa": {**a, "answer": ad.get("answer", "")},
                          "baseline": {**b, "answer": b_answer[:300]}})
 
     s_cqa, s_base = _summary(cqa), _summary(base)
+    # The baseline's "answer" is a whole passage (~4x ClusterQA's); the same figure at equal
+    # length: its top passage cut to ClusterQA's mean answer length.
+    same_length = round(s_cqa["answer_chars_mean"]) if s_cqa.get("answer_chars_mean") else None
+    if same_length:
+        cut = [answer_recall(text[:same_length], it.answers) for it, text in filter(None, base_passages)]
+        s_base["answer_recall_same_length"] = round(sum(cut) / len(cut), 4) if cut else None
+        s_cqa["answer_recall_same_length"] = s_cqa.get("answer_recall")
     ratios = {k: _ratio(s_cqa.get(k), s_base.get(k)) for k in QUALITY + LATENCY}
     ahead = {k: (s_cqa[k] > s_base[k]) for k in HEADLINE if s_cqa.get(k) is not None and s_base.get(k) is not None}
     result = {
@@ -230,7 +238,8 @@ def _systems_markdown(r: dict) -> str:
     lines = [f"# ClusterQA vs llama-index baseline: {Path(r['input']).name}, {r['n']} questions "
              f"({r['n_answered_pass']} answered by both)", "",
              "| metric | ClusterQA | baseline | ClusterQA / baseline |", "|---|---|---|---|"]
-    for k in QUALITY + ("paragraph_hit@1", "paragraph_hit@5", "paragraph_mrr@10") + LATENCY + ("answer_chars_mean",):
+    for k in QUALITY + ("answer_recall_same_length", "paragraph_hit@1", "paragraph_hit@5", "paragraph_mrr@10") + LATENCY + (
+            "answer_chars_mean",):
         a, b = r["clusterqa"].get(k), r["baseline"].get(k)
         if a is None and b is None:
             continue
@@ -240,6 +249,8 @@ def _systems_markdown(r: dict) -> str:
               + ("yes" if not behind else f"no (not ahead on {', '.join(behind)})"),
               "", "hit@k / mrr@10: a passage from the right paragraph that contains the answer (chunk level); "
               "paragraph_*: any passage from the right paragraph. The baseline's nodes are whole paragraphs.",
+              "answer_recall_same_length: the baseline's top passage cut to ClusterQA's mean answer length "
+              "in characters (ClusterQA: its own answer recall).",
               "retrieve_ms = the retriever alone (query embedding included); latency_ms = the whole answer "
               "(for the baseline, its retrieval); both timed on the answered subset, one call per question.",
               f"Config: {json.dumps(r['config'], ensure_ascii=False)}"]

@@ -163,3 +163,25 @@ def test_url_mode_agrees_with_in_process(server, corpus_index, test_settings, ar
     # Without the key the server refuses, and every question is recorded as an error.
     denied = run_question_set(qfile, out / "denied", settings=test_settings, url=server, progress=False)
     assert denied["errors"] == len(chosen)
+
+
+def test_compare_clusterqa_with_the_llama_index_baseline(cmrc_sample, test_settings, tmp_path):
+    from eval.compare import compare_systems
+
+    text = compare_systems(cmrc_sample, tmp_path / "cmp", settings=test_settings, top_k=5, progress=False)
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text(encoding="utf-8"))
+    rows = [json.loads(x) for x in (tmp_path / "cmp" / "compare.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert result["n"] == 20 and len(rows) == 20
+    cqa, base = result["clusterqa"], result["baseline"]
+    for s in (cqa, base):
+        for key in ("hit@1", "hit@5", "mrr@10", "answer_recall", "retrieve_ms_p50", "latency_ms_p95"):
+            assert s[key] is not None, key
+        assert s["hit@5"] >= 0.8  # 20 distinct Wikipedia topics: both retrievers find nearly all
+    # the baseline's answer is its top passage: whole paragraphs, far longer than ClusterQA's sentences
+    assert base["answer_chars_mean"] > 2 * cqa["answer_chars_mean"]
+    assert all(r["baseline"]["answer"] for r in rows)
+    # cut to ClusterQA's answer length, the baseline's passage can only hold fewer answers
+    assert base["answer_recall_same_length"] <= base["answer_recall"]
+    assert cqa["answer_recall_same_length"] == cqa["answer_recall"]
+    assert result["ratios_clusterqa_over_baseline"]["hit@1"] == pytest.approx(cqa["hit@1"] / base["hit@1"], rel=1e-3)
+    assert "answer_recall_same_length" in text and "ClusterQA ahead on every quality figure" in text
