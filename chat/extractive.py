@@ -6,11 +6,10 @@ one, then add sentences that score nearly as well, favouring the best one's neig
 (an answer often sits in the sentence right after the one that matches the question) →
 return them in the sources' reading order.
 
-Score = dense similarity (E5 cosine, standardised across the candidates, because raw E5
-cosines sit in a narrow band) + the same for the cross-lingual USE encoder when given
-(chat/crosslingual.py) + lexical coverage of the question's terms (IDF-weighted over
-the candidates) + a small prior for the chunk's retrieval rank. The weights were set by
-measuring answer recall on CMRC 2018 and on the dev set (chat/README.md).
+Score = a linear function of measured features (chat/sentencerank.py: E5 and USE
+similarity, coverage of the question's terms and wording, answer-type cues, the passage's
+retrieval rank, the sentence before it), with weights and selection parameters fitted on
+CMRC 2018 and the dev set by `python -m eval.sentence_calibration` (chat/README.md).
 """
 
 from __future__ import annotations
@@ -20,13 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import sentencerank
 from . import terms as T
 from .language import is_chinese_text
 from .querycache import VectorCache, query_text
 
 LIST_ITEM_RE = re.compile(r"^\s*(?:(\d{1,2})\s*[.、．)）]|[（(]([一二三四五六七八九十]{1,2})[）)]|([一二三四五六七八九十]{1,2})\s*、)")
 ZH_NUM = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
-TERMINAL_RE = re.compile(r"[。！？!?.;；]$")
 
 # Sentence vectors by (model, encoder, text), shared by every answerer in the process:
 # a sentence is embedded once however many questions or engines retrieve it.
@@ -45,6 +44,7 @@ class Sentence:
     dense: float = 0.0  # E5 cosine
     second: float = 0.0  # USE cosine (0 when no second encoder)
     lexical: float = 0.0
+    features: object = None  # its row of chat.sentencerank.feature_matrix
     score: float = 0.0
 
     @property
@@ -76,23 +76,17 @@ class ExtractiveAnswerer:
     """Chooses answer sentences from retrieved chunks; needs only the embedding model."""
 
     def __init__(self, embedder, second_encoder=None, max_sentences: int = 4, max_chars: int = 420,
-                 dense_weight: float = 0.6, second_weight: float = 0.5, second_weight_cross: float = 1.0,
-                 lexical_weight: float = 3.0,
-                 rank_weight: float = 0.3, margin: float = 1.2, neighbour_bonus: float = 0.8,
-                 context_credit: float = 0.8, new_passage_penalty: float = 0.2):
+                 weights_path=None, context_credit: float = 0.8):
         self.embedder = embedder  # index.Embedder (E5): encode_queries / encode_passages
         self.second_encoder = second_encoder  # optional cross-lingual encoder (chat.crosslingual.USEEncoder)
-        self.second_weight = second_weight
-        self.second_weight_cross = second_weight_cross
         self.max_sentences = max_sentences
         self.max_chars = max_chars  # keeps four long sentences from becoming a wall of text
-        self.dense_weight = dense_weight
-        self.lexical_weight = lexical_weight
-        self.rank_weight = rank_weight
-        self.margin = margin  # how far below the best a sentence may score and still be added
-        self.neighbour_bonus = neighbour_bonus
+        fitted = sentencerank.load_fitted(weights_path)
+        self.weights = fitted.weights
+        self.margin = fitted.margin  # how far below the best a sentence may score and still be added
+        self.neighbour_bonus = fitted.neighbour_bonus
+        self.new_passage_penalty = fitted.new_passage_penalty
         self.context_credit = context_credit  # a question term found only in the sentence's context
-        self.new_passage_penalty = new_passage_penalty
         self._model_key = str(getattr(embedder, "model_id", id(embedder)))
 
     # --- public -------------------------------------------------------------------------
@@ -146,34 +140,23 @@ class ExtractiveAnswerer:
     # --- scoring ------------------------------------------------------------------------
     def _score(self, question: str, candidates: list[Sentence], terms, weights) -> None:
         texts = [s.text for s in candidates]
-        question_chinese = is_chinese_text(question)
         dense = self._similarities(question, texts, "e5")
         second = self._similarities(question, texts, "use") if self.second_encoder else None
         for i, s in enumerate(candidates):
-            s.dense = float(dense[0][i])
-            s.second = float(second[0][i]) if second is not None else 0.0
+            s.dense = float(dense[i])
+            s.second = float(second[i]) if second is not None else 0.0
             s.lexical = T.coverage(terms, weights, s.simple, s.context, self.context_credit)
-            prior = 1.0 / (1 + s.hit_rank)
-            # headings, nav lines and labels: short and without end punctuation
-            fragment = -1.0 if len(s.text) < 40 and not TERMINAL_RE.search(s.text) else 0.0
-            s.score = (self.dense_weight * float(dense[1][i]) + self.lexical_weight * s.lexical
-                       + self.rank_weight * prior + fragment)
-            if second is not None:
-                # USE carries the score across languages (E5-small matches English to Chinese
-                # poorly); within one language it mostly re-rewards the subject's name
-                cross = is_chinese_text(s.text) != question_chinese
-                s.score += (self.second_weight_cross if cross else self.second_weight) * float(second[1][i])
+        features = sentencerank.feature_matrix(question, candidates, _previous_sentences(candidates))
+        for s, row, score in zip(candidates, features, features @ self.weights):
+            s.features, s.score = row, float(score)
 
-    def _similarities(self, question: str, texts: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
-        """(cosines, standardised cosines) of the question against each text."""
+    def _similarities(self, question: str, texts: list[str], kind: str) -> np.ndarray:
+        """Cosines of the question against each text."""
         if kind == "e5":  # the vector retrieval computed (chat/querycache.py)
             q = self.embedder.encode_queries([query_text(question)])[0]
         else:
             q = self.second_encoder.encode_query(question)
-        cosines = self._embed(texts, kind) @ q
-        spread = float(cosines.std()) if len(cosines) > 2 else 0.0
-        z = (cosines - cosines.mean()) / spread if spread > 1e-6 else np.zeros_like(cosines)
-        return cosines, z
+        return self._embed(texts, kind) @ q
 
     def _embed(self, texts: list[str], kind: str) -> np.ndarray:
         """Sentence vectors: one batch call for those not cached yet."""
@@ -244,3 +227,13 @@ def _adjacent(a: Sentence, b: Sentence, candidates: list[Sentence]) -> bool:
     first, second = (a, b) if a.doc_start < b.doc_start else (b, a)
     gap = second.doc_start - first.doc_end
     return 0 <= gap <= 2
+
+
+def _previous_sentences(candidates: list[Sentence]) -> list[int | None]:
+    """For each candidate, the index of the candidate just before it in its document."""
+    by_end = {(s.doc_id, s.doc_end): i for i, s in enumerate(candidates)}
+    out = []
+    for s in candidates:
+        out.append(next((by_end[(s.doc_id, s.doc_start - gap)] for gap in (0, 1, 2)
+                         if (s.doc_id, s.doc_start - gap) in by_end), None))
+    return out

@@ -113,9 +113,9 @@ class AnswerabilityRule:
     unanswerables refused; measured on a held-out split of the other 60 % of the paragraphs
     (chat/README.md)."""
 
-    min_coverage: float = 0.5
+    min_coverage: float = 0.55
     max_missing: float = 0.45
-    min_coverage_rescue: float = 0.4
+    min_coverage_rescue: float = 0.45
     min_second_rescue: float = 0.37
     min_dense: float = 0.89
     min_dense_margin: float = 0.05

@@ -375,3 +375,80 @@ def test_query_vector_memo_encodes_a_question_once_and_passes_everything_else_th
         embedder = inner
     index = Index()
     assert share_query_vectors(index) is share_query_vectors(index) is index.embedder
+
+
+# --- sentence features (chat/sentencerank.py) ---------------------------------------------
+
+def _sentence(text, rank=0, start=0, dense=0.8, second=0.3, lexical=0.0, doc="d.txt"):
+    from types import SimpleNamespace
+
+    from chat.terms import simplify
+
+    return SimpleNamespace(text=text, simple=simplify(text), hit_rank=rank, doc_start=start, dense=dense,
+                           second=second, lexical=lexical, doc_id=doc)
+
+
+def test_sentence_features_measure_what_they_name():
+    from chat.sentencerank import FEATURES, feature_matrix
+
+    question = "海军十字勋章大约被授予了多少次？"
+    sentences = [
+        _sentence("海军十字勋章建立于1919年2月4日。", start=0, dense=0.90, lexical=0.6),
+        _sentence("自从其创建以来，大约被授予了6,300次以上。", start=20, dense=0.85, lexical=0.3),
+        _sentence("参见", rank=1, start=50, dense=0.70),
+        _sentence("The Navy Cross was established in 1919.", rank=2, start=0, dense=0.80, second=0.6, doc="e.txt"),
+    ]
+    rows = feature_matrix(question, sentences, previous=[None, 0, None, None])
+    f = {name: rows[:, i] for i, name in enumerate(FEATURES)}
+    assert f["number_for_count"].tolist() == [1.0, 1.0, 0.0, 1.0]  # "多少次" asks for a number
+    assert f["date_for_when"].tolist() == [0.0] * 4  # not a "when" question
+    # bigrams: 海军…勋章 in the first sentence, 大约被授予了 in the second, none in the English one
+    assert f["gram_coverage"][0] > 0 and f["gram_coverage"][1] > 0 and f["gram_coverage"][3] == 0
+    assert f["common_run"][1] == pytest.approx(len("大约被授予了") / len("海军十字勋章大约被授予了次"))
+    assert f["previous_gram_coverage"][1] == f["gram_coverage"][0] and f["previous_coverage"][1] == 0.6
+    assert f["previous_coverage"][0] == 0 and f["fragment"].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert f["rank_prior"].tolist() == pytest.approx([1.0, 1.0, 0.5, 1 / 3])
+    assert f["document_start"].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert f["dense_z"][0] == max(f["dense_z"]) and abs(f["dense_z"].mean()) < 1e-9
+    # only the English sentence is in the other language than the question
+    assert f["other_language_use_z"][:3].tolist() == [0.0] * 3 and f["other_language_use_z"][3] == f["use_z"][3]
+    assert f["other_language_rank_prior"][3] == pytest.approx(1 / 3)
+
+
+def test_when_question_rewards_dates():
+    from chat.sentencerank import FEATURES, feature_matrix
+
+    rows = feature_matrix("三元桥站是什么时候投入使用的？",
+                          [_sentence("2008年7月19日随10号线开通。"), _sentence("三元桥站位于朝阳区。", start=20)],
+                          previous=[None, None])
+    assert rows[:, FEATURES.index("date_for_when")].tolist() == [1.0, 0.0]
+
+
+def test_fitted_weights_must_match_the_features(tmp_path):
+    import json
+
+    from chat.sentencerank import FEATURES, load_fitted
+
+    good = {"features": list(FEATURES), "weights": [0.0] * len(FEATURES),
+            "selection": {"margin": 4, "neighbour_bonus": 1, "new_passage_penalty": 0}}
+    (tmp_path / "w.json").write_text(json.dumps(good))
+    assert load_fitted(tmp_path / "w.json").margin == 4.0
+    (tmp_path / "bad.json").write_text(json.dumps({**good, "features": list(FEATURES[:-1])}))
+    with pytest.raises(ValueError, match="sentence_calibration"):
+        load_fitted(tmp_path / "bad.json")
+
+
+def test_sentence_weight_fit_learns_which_feature_marks_the_answer():
+    from eval.sentence_calibration import fit_weights
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(60):  # feature 0 marks the gold sentence, feature 1 is noise
+        F = rng.normal(size=(8, 2))
+        gold = np.zeros(8)
+        g = int(rng.integers(8))
+        F[g, 0] += 3.0
+        gold[g] = 1.0
+        rows.append({"features": F, "gold": gold})
+    w = fit_weights(rows)
+    assert w[0] > 1.0 and abs(w[1]) < 0.5 * w[0]
