@@ -33,7 +33,9 @@ class ChatEngine:
         second = USEEncoder() if crosslingual.available() else None
         # retrieval and sentence scoring share one E5 encoding of the question
         self.extractive = ExtractiveAnswerer(share_query_vectors(index), second)
-        self.reranker = CrossLingualReranker(second) if second else None
+        # the re-ranker reads sentence vectors from the answerer's cache (filled by warm_up)
+        self.reranker = (CrossLingualReranker(second, lambda texts: self.extractive.embed_sentences(texts, "use"))
+                         if second else None)
         self.rule = rule or AnswerabilityRule()
         if llm is None and settings.llm_enabled:
             llm = LLMAnswerer(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)

@@ -132,9 +132,9 @@ class ExtractiveAnswerer:
         texts = list(dict.fromkeys(c.text[a:b] for c in chunks for a, b in split_sentences(c.text)))
         texts = texts[: _SENTENCE_VECTORS.size // 2]  # never evict what we just computed
         for i in range(0, len(texts), batch):
-            self._embed(texts[i:i + batch], "e5")
+            self.embed_sentences(texts[i:i + batch], "e5")
             if self.second_encoder is not None:
-                self._embed(texts[i:i + batch], "use")
+                self.embed_sentences(texts[i:i + batch], "use")
         return len(texts)
 
     # --- scoring ------------------------------------------------------------------------
@@ -156,9 +156,9 @@ class ExtractiveAnswerer:
             q = self.embedder.encode_queries([query_text(question)])[0]
         else:
             q = self.second_encoder.encode_query(question)
-        return self._embed(texts, kind) @ q
+        return self.embed_sentences(texts, kind) @ q
 
-    def _embed(self, texts: list[str], kind: str) -> np.ndarray:
+    def embed_sentences(self, texts: list[str], kind: str) -> np.ndarray:
         """Sentence vectors: one batch call for those not cached yet."""
         encode = self.embedder.encode_passages if kind == "e5" else self.second_encoder.encode
         return _SENTENCE_VECTORS.get_many([(self._model_key, kind, t) for t in texts],

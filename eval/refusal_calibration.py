@@ -25,7 +25,7 @@ sentences are chosen). Sets written to DIR:
 CMRC answer recall with the rule on (positives) and the refusal rate on the negatives.
 
 `fit` searches the rule's thresholds (GRID) for the highest tune answer recall + ½ × tune
-refusal rate subject to dev answered-vs-refused accuracy ≥ 0.91, dev answer recall ≥ 0.85
+refusal rate subject to dev answered-vs-refused accuracy ≥ 0.90, dev answer recall ≥ 0.85
 and ≥ 0.84 of the tune unanswerables refused, and prints the best thresholds with their
 figures on every set (held-out included); copy them into chat/refusal.AnswerabilityRule.
 """
@@ -197,8 +197,9 @@ GRID = {
     "min_second_semantic": [0.2, 0.25, 0.3, 0.35],
     "min_second_cross": [0.25, 0.27, 0.285, 0.3, 0.32, 0.35],
 }
-# dev accuracy: the target is 0.90; 0.91 keeps one question of margin
-CONSTRAINTS = {"dev_accuracy": 0.91, "dev_recall": 0.85, "tune_refused": 0.84}
+# dev accuracy: the target is 0.90 (0.91 would keep a question of margin; with the
+# sentence-level cross-language re-ranking no threshold in GRID reaches it, chat/README.md)
+CONSTRAINTS = {"dev_accuracy": 0.90, "dev_recall": 0.85, "tune_refused": 0.84}
 
 
 def fit(directory: Path) -> dict:
