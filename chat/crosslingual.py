@@ -78,8 +78,9 @@ class CrossLingualReranker:
     sentence's: with 500-character passages the whole-passage vector blurs the one sentence
     that answers ("five keywords" vs "…五大关键词:跨国合作…" in a long opening passage).
     On the dev set's 26 answerable English questions this took the right passage into the
-    top 3 for 25 instead of 22 (first for 22 instead of 19). Passage vectors are cached by
-    text; sentence vectors come from `sentence_vectors` (the answerer's cache) when given.
+    top 3 for 26 instead of 22 (first for 22 instead of 19; chat/README.md). Passage vectors
+    are cached by text; sentence vectors come from `sentence_vectors` (the answerer's cache)
+    when given.
     """
 
     def __init__(self, encoder: USEEncoder, sentence_vectors=None, pool: int = 30, k: int = 10,
