@@ -452,3 +452,38 @@ def test_sentence_weight_fit_learns_which_feature_marks_the_answer():
         rows.append({"features": F, "gold": gold})
     w = fit_weights(rows)
     assert w[0] > 1.0 and abs(w[1]) < 0.5 * w[0]
+
+
+def test_english_reranking_scores_a_passage_by_its_best_sentence_too():
+    from chat.crosslingual import CrossLingualReranker
+
+    class FakeUSE(CharNgramEmbedder):
+        def encode(self, texts):
+            return self.encode_queries(texts)
+
+        def encode_query(self, text):
+            return self._vec(text)
+
+    filler = "".join(f"第{i}段介绍当地交通、气候与人口的一般情况。" for i in range(12))
+    long_with_answer = Chunk("a.txt", "a.txt#0", "T", "src", "2025-01-01", "", 0, 0,
+                             filler + "报告提炼出五大关键词:跨国合作、第三方治理。")
+    short_related = Chunk("b.txt", "b.txt#0", "T", "src", "2025-01-01", "", 0, 0, "关键词与报告的关系说明。")
+    other = Chunk("c.txt", "c.txt#0", "T", "src", "2025-01-01", "", 0, 0, "天气预报说明天下雨。")
+    hits = [FakeHit(other), FakeHit(short_related), FakeHit(long_with_answer)]
+    asked = []
+
+    def sentence_vectors(texts):
+        asked.extend(texts)
+        return FakeUSE().encode(texts)
+
+    use = FakeUSE()
+    reranker = CrossLingualReranker(use, sentence_vectors, keep=0)
+    question = "报告提炼出的五大关键词"
+    q = use.encode_query(question)
+    best = reranker._best_sentence_similarity(hits, q)
+    # per passage: the highest cosine of any of its sentences, from the given sentence vectors
+    assert best[2] == pytest.approx(float(use._vec("报告提炼出五大关键词:跨国合作、第三方治理。") @ q), rel=1e-5)
+    assert "报告提炼出五大关键词:跨国合作、第三方治理。" in asked and best[2] > best[1] > best[0]
+    whole = use.encode([h.chunk.text for h in hits]) @ q
+    assert whole[2] < whole[1]  # the filler blurs the long passage's whole-text vector ...
+    assert reranker.rerank(question, hits, 1)[0].chunk.doc_id == "a.txt"  # ... its best sentence lifts it
