@@ -162,7 +162,7 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
     # from single calls on the answered subset, as a user would see them.
     cqa_lists = _clusterqa_ranked(index, items, asked, engine, top_k, progress)
     base_lists = baseline.retrieve_many([it.question for it in items], progress=progress)
-    rows, cqa, base, base_passages = [], [], [], []
+    rows, cqa, base, answered_passages = [], [], [], []
     # The engine remembers query vectors (retrieval and sentence scoring share one); the
     # batched pass above filled that memo, so it is emptied before each timed call: every
     # timing includes embedding the question, as for a new user's question.
@@ -194,7 +194,8 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
                                answer_chars=None)
             cqa.append(a)
             base.append(b)
-            base_passages.append((it, b_answer) if it.id in asked and it.answerable else None)
+            if it.id in asked and it.answerable:
+                answered_passages.append((it, b_answer))
             rows.append({"id": it.id, "question": it.question, "clusterqa": {**a, "answer": ad.get("answer", "")},
                          "baseline": {**b, "answer": b_answer[:300]}})
 
@@ -203,7 +204,7 @@ def compare_systems(path, out_dir, *, settings, limit=None, seed=0, top_k=10, pr
     # length: its top passage cut to ClusterQA's mean answer length.
     same_length = round(s_cqa["answer_chars_mean"]) if s_cqa.get("answer_chars_mean") else None
     if same_length:
-        cut = [answer_recall(text[:same_length], it.answers) for it, text in filter(None, base_passages)]
+        cut = [answer_recall(text[:same_length], it.answers) for it, text in answered_passages]
         s_base["answer_recall_same_length"] = round(sum(cut) / len(cut), 4) if cut else None
         s_cqa["answer_recall_same_length"] = s_cqa.get("answer_recall")
     ratios = {k: _ratio(s_cqa.get(k), s_base.get(k)) for k in QUALITY + LATENCY}

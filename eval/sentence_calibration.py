@@ -37,43 +37,44 @@ L2 = 0.01
 GRID = {"margin": [2.0, 3.0, 4.0, 5.0, 6.0], "neighbour_bonus": [0.0, 1.0, 2.0], "new_passage_penalty": [0.0, 1.0, 2.0]}
 
 
+def _row(engine, question: str, history: list, part: str, is_gold) -> dict:
+    """One question through the engine's answer path up to sentence scoring: its candidate
+    Sentence objects, their feature rows and which of them hold the answer."""
+    from chat.language import detect_language
+
+    question = engine._resolve(question, history).question if history else question
+    hits = engine._retrieve(question, detect_language(question), engine.settings.top_k)
+    cands = engine.extractive.extract(question, hits).candidates
+    return {"part": part, "candidates": cands,
+            "features": np.array([s.features for s in cands]) if cands else np.zeros((0, 0)),
+            "gold": np.array([is_gold(s.text) for s in cands], dtype=float)}
+
+
 def collect_dev(dev_path: Path, settings) -> list[dict]:
     """The dev set's answerable questions on the bundled corpus (follow-ups resolved first):
     the only questions whose evidence is in the other language, so the only data for the
     other-language features."""
     from chat import ChatEngine
-    from chat.language import detect_language
     from eval.metrics import evidence_matcher
     from eval.questions import load_questions
     from index import load_or_build
 
     engine = ChatEngine(load_or_build(settings), settings)
     engine.warm_up()
-    out = []
-    for q in load_questions(dev_path):
-        if not q["answerable"] or not q.get("answers"):
-            continue
-        question = engine._resolve(q["question"], q.get("history") or []).question
-        hits = engine._retrieve(question, detect_language(question), settings.top_k)
-        cands = engine.extractive.extract(question, hits).candidates
-        evidence = evidence_matcher(q.get("gold"), q["answers"])  # gold passages' words, else any answer
-        out.append({"part": "dev", "candidates": cands,
-                    "features": np.array([s.features for s in cands]) if cands else np.zeros((0, 0)),
-                    "gold": np.array([evidence(s.text) for s in cands], dtype=float)})
-    return out
+    # gold: the question's gold evidence words, else any of its answers
+    return [_row(engine, q["question"], q.get("history") or [], "dev", evidence_matcher(q.get("gold"), q["answers"]))
+            for q in load_questions(dev_path) if q["answerable"] and q.get("answers")]
 
 
-def collect(cmrc: Path, settings, progress=True) -> list[dict]:
-    """Per answerable question: its candidate Sentence objects, their gold flags and its part."""
+def collect(cmrc: Path, settings, progress=True) -> tuple[list[dict], object]:
+    """Every answerable CMRC question's row (part: tune or heldout), and the answerer used."""
     from chat import ChatEngine
-    from chat.language import detect_language
     from eval.normalize import contains_any
     from eval.refusal_calibration import partition
     from eval.squad import benchmark_index, load_squad
 
     squad = load_squad(cmrc)
-    tune, _ = partition(squad)
-    tune = set(tune)
+    tune = set(partition(squad)[0])
     index, bench_settings, _, _ = benchmark_index(squad, sorted(squad.paragraphs), settings)
     engine = ChatEngine(index, bench_settings)
     engine.warm_up()
@@ -81,12 +82,8 @@ def collect(cmrc: Path, settings, progress=True) -> list[dict]:
     engine.prime_questions([q.question for q in questions])
     out, t0 = [], time.perf_counter()
     for i, q in enumerate(questions):
-        hits = engine._retrieve(q.question, detect_language(q.question), bench_settings.top_k)
-        extraction = engine.extractive.extract(q.question, hits)
-        cands = extraction.candidates
-        out.append({"part": "tune" if q.paragraph in tune else "heldout", "candidates": cands,
-                    "features": np.array([s.features for s in cands]) if cands else np.zeros((0, 0)),
-                    "gold": np.array([contains_any(s.text, q.answers) for s in cands], dtype=float)})
+        out.append(_row(engine, q.question, [], "tune" if q.paragraph in tune else "heldout",
+                        lambda text, answers=q.answers: contains_any(text, answers)))
         if progress and i % 500 == 0:
             print(f"  collected {i}/{len(questions)} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return out, engine.extractive
