@@ -25,7 +25,7 @@ from .dense import DenseIndex
 from .errors import IndexError_
 from .hybrid import MODES, Candidates, Fusion, Hit
 from .keyword import KeywordIndex
-from .text import DENSE_TEXT_VERSION, TOKENIZER_VERSION, chunk_tokens, titled_text, tokenize
+from .text import DENSE_TEXT_VERSION, TOKENIZER_VERSION, chunk_tokens, query_language, titled_text, tokenize
 
 log = logging.getLogger("clusterqa.index")
 
@@ -149,7 +149,7 @@ class CorpusIndex:
         pools = []
         for query, qvec, dense_list in zip(queries, qvecs, self._dense_lists(state, qvecs, depth)):
             bm25_rows, _, all_bm25 = state.keyword.search(tokenize(query), depth)
-            pools.append(candidate_pool(state, qvec, dense_list, bm25_rows, all_bm25))
+            pools.append(candidate_pool(state, qvec, dense_list, bm25_rows, all_bm25, query_language(query)))
         return pools
 
     # --- documents --------------------------------------------------------------------
@@ -285,7 +285,7 @@ class CorpusIndex:
 
 # --- helpers used by construction, updates and loading ---------------------------------
 
-def candidate_pool(state: _State, qvec, dense_list, bm25_rows, all_bm25) -> Candidates:
+def candidate_pool(state: _State, qvec, dense_list, bm25_rows, all_bm25, query_language: str = "") -> Candidates:
     """Union of both top lists, with both scores computed exactly for every candidate
     (a chunk missing from one list still gets its real score there, not a guess)."""
     dense_rank = {r: n for n, (r, _) in enumerate(dense_list, 1)}
@@ -297,12 +297,15 @@ def candidate_pool(state: _State, qvec, dense_list, bm25_rows, all_bm25) -> Cand
         vecs = state.dense.vectors(state.labels[missing])
         dense_score.update(zip(missing, (vecs @ qvec).tolist()))
     rows_arr = np.asarray(rows, dtype=np.int64)
+    cross = (np.array([state.chunks[r].language != query_language for r in rows], dtype=bool)
+             if query_language else None)
     return Candidates(
         rows=rows_arr,
         dense_scores=np.array([dense_score[r] for r in rows], dtype=np.float64),
         bm25_scores=all_bm25[rows_arr].astype(np.float64),
         dense_ranks=np.array([dense_rank.get(r, 0) for r in rows], dtype=np.int64),
         bm25_ranks=np.array([bm25_rank.get(r, 0) for r in rows], dtype=np.int64),
+        cross_language=cross,
     )
 
 
@@ -315,7 +318,11 @@ def ingest_files(paths, settings, progress=None):
 
 
 def default_fusion(settings) -> Fusion:
-    return Fusion(method=getattr(settings, "fusion", "weighted") or "weighted")
+    from .fitted import load_fitted
+
+    fitted = load_fitted().fusion
+    return Fusion(method=getattr(settings, "fusion", "weighted") or "weighted",
+                  dense_weight=fitted.dense_weight, cross_weight=fitted.cross_weight)
 
 
 def _normalize_query(query: str) -> str:

@@ -40,6 +40,8 @@ class Candidates:
     bm25_scores: np.ndarray  # BM25, computed for every candidate (0 = no shared token)
     dense_ranks: np.ndarray  # 1-based rank in the dense list, 0 = not in it
     bm25_ranks: np.ndarray
+    # True where the chunk's language differs from the query's: BM25 cannot match there
+    cross_language: np.ndarray | None = None
 
 
 @dataclass
@@ -50,12 +52,19 @@ class Fusion:
       both top-`depth` lists, with both scores computed exactly for every candidate),
       then dense_weight * dense + (1 - dense_weight) * bm25.
     - "rrf": sum of 1 / (rrf_k + rank) over the lists a candidate appears in.
+
+    Language-aware: BM25 cannot match a Chinese question to an English passage (or the
+    reverse); its few shared tokens (numbers, Latin names) are noise there. A candidate in
+    the other language than the query is scored by its dense score alone, scaled by
+    `cross_weight` so it competes with same-language candidates on one scale. The
+    weights are fitted on the training split (eval/fit_fusion.py, chat/fitted.json).
     """
 
     method: str = "weighted"
     dense_weight: float = 0.55
     rrf_k: int = 60
     depth: int = 50  # candidates taken from each list
+    cross_weight: float = 1.0  # weight of dense score for other-language candidates
 
     def __post_init__(self):
         if self.method not in ("weighted", "rrf"):
@@ -69,7 +78,16 @@ class Fusion:
                 present = ranks > 0
                 fused[present] += 1.0 / (self.rrf_k + ranks[present])
             return fused
-        return self.dense_weight * _minmax(c.dense_scores) + (1 - self.dense_weight) * _minmax(c.bm25_scores)
+        dense = _minmax(c.dense_scores)
+        fused = self.dense_weight * dense + (1 - self.dense_weight) * _minmax(c.bm25_scores)
+        if c.cross_language is not None and c.cross_language.any():
+            cross = c.cross_language
+            fused[cross] = self.cross_weight * dense[cross]
+            same = ~cross
+            if same.any():  # normalise BM25 over the same-language candidates only
+                fused[same] = (self.dense_weight * dense[same]
+                               + (1 - self.dense_weight) * _minmax(c.bm25_scores[same]))
+        return fused
 
     def rank(self, c: Candidates, top_k: int) -> list[tuple[int, float]]:
         """[(index into c.rows, fused score)], best first."""

@@ -72,3 +72,10 @@ DENSE_TEXT_VERSION = "title+text/1"
 def titled_text(chunk) -> str:
     """The text both indexes see for a chunk: its document title, then its text."""
     return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+
+
+def query_language(text: str) -> str:
+    """'zh' when the text holds a Han character, else 'en': the language a chunk's
+    `language` field is compared with (chat's detection decides the asker's language;
+    here only "can BM25 match this passage" matters)."""
+    return "zh" if _CJK_RUN.search(text) else "en"

@@ -1,0 +1,70 @@
+"""Every fitted parameter of ClusterQA, in one typed, versioned file (index/fitted.json).
+
+Only fit commands write it (`python -m eval.fit_fusion`, `python -m eval.train_reader
+calibrate`), and only on the training files of ../shared/bench (split by article,
+eval/splits.py); each section records what it was fitted on. It lives in `index/` because
+index is the lowest package that reads it (fusion); chat reads the reader section.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+FITTED_PATH = Path(__file__).with_name("fitted.json")
+FITTED_VERSION = 1
+
+
+@dataclass
+class FusionParams:
+    dense_weight: float = 0.55  # same-language candidates: w * dense + (1 - w) * bm25 (min-max)
+    cross_weight: float = 1.0  # other-language candidates: cross_weight * dense (min-max)
+    fitted_on: str = "defaults"
+    figures: dict = field(default_factory=dict)
+
+
+@dataclass
+class ReaderParams:
+    # answered <=> reader answerability logit of the best passage >= threshold
+    answer_threshold: float = 0.0
+    # passage order: reader score + rerank_retrieval_weight * fused retrieval score
+    rerank_retrieval_weight: float = 1.0
+    fitted_on: str = "defaults"
+    figures: dict = field(default_factory=dict)
+
+
+@dataclass
+class Fitted:
+    version: int = FITTED_VERSION
+    fusion: FusionParams = field(default_factory=FusionParams)
+    reader: ReaderParams = field(default_factory=ReaderParams)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Fitted":
+        if data.get("version") != FITTED_VERSION:
+            raise ValueError(f"{FITTED_PATH.name}: version {data.get('version')!r}, expected {FITTED_VERSION}")
+        return cls(version=FITTED_VERSION, fusion=FusionParams(**data.get("fusion", {})),
+                   reader=ReaderParams(**data.get("reader", {})))
+
+
+@lru_cache(maxsize=1)
+def load_fitted(path: Path = FITTED_PATH) -> Fitted:
+    if not path.exists():
+        return Fitted()
+    return Fitted.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def save_fitted(update, path: Path = FITTED_PATH) -> Fitted:
+    """Apply `update(fitted)` to the current file and write it back atomically."""
+    fitted = Fitted.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else Fitted()
+    update(fitted)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(fitted.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    load_fitted.cache_clear()
+    return fitted
