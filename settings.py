@@ -57,6 +57,17 @@ class Settings:
     top_k: int = 5
     fusion: str = "weighted"  # "weighted" or "rrf"; weighted won on CMRC/Traditional/English, see index/README
     ann_threshold: int = 50_000  # above this many chunks FAISS uses HNSW instead of flat
+    # --- where the index lives (index/stores.py): "faiss" = FAISS + BM25 in process, files in
+    # index_dir; "qdrant" = a Qdrant collection: a server or cluster at qdrant_url, else local
+    # mode (one process) in qdrant_path (default <index_dir>/qdrant). README "Scaling out".
+    index_backend: str = "faiss"
+    qdrant_url: str = ""
+    qdrant_path: str = ""
+    qdrant_api_key: str = ""
+    qdrant_collection: str = "clusterqa"  # an alias; each rebuild makes a new collection and moves it
+    qdrant_shards: int = 0  # new collections on a server: shard_number (0 = engine default)
+    qdrant_replicas: int = 0  # replication_factor (0 = engine default)
+    qdrant_timeout: int = 10  # seconds per engine request
     # --- answering ---
     max_question_chars: int = 2000
     llm_base_url: str = ""

@@ -6,8 +6,19 @@ import logging
 from pathlib import Path
 
 from . import store
-from .corpus import CorpusIndex, _configure_llama_index, ingest_files, _get_embedder, config_mismatches, load_state, scan_files
+from .corpus import (CorpusIndex, _configure_llama_index, _get_embedder, config_mismatches, embed_passages,
+                     ingest_files, load_state, new_manifest, scan_files, tokenize_chunks)
 from .errors import IndexError_
+from .text import titled_text
+
+BACKENDS = ("faiss", "qdrant")
+
+
+def backend_of(settings) -> str:
+    backend = (getattr(settings, "index_backend", "") or "faiss").strip().lower()
+    if backend not in BACKENDS:
+        raise IndexError_(f"unknown index_backend {backend!r} (one of {', '.join(BACKENDS)})")
+    return backend
 
 log = logging.getLogger("clusterqa.index")
 
@@ -18,8 +29,19 @@ def build_index(paths, settings, index_dir=None, progress=None, embedder=None) -
     result = ingest_files(paths, settings, progress)
     for path, reason in result.skipped:
         log.warning("skipped %s: %s", path, reason)
+    files = scan_files(paths, settings.corpus_dir)
+    if backend_of(settings) == "qdrant":
+        from .qdrant_store import QdrantStore
+
+        embedder = embedder or _get_embedder(settings)
+        vectors = embed_passages(embedder, [titled_text(c) for c in result.chunks], progress)
+        tokens = tokenize_chunks(result.chunks, progress)
+        # a new collection, filled and then made live by one alias switch: serving never sees it half-built
+        store, manifest = QdrantStore.create(settings, index_dir, result.documents, result.chunks, tokens,
+                                             vectors, files, new_manifest(settings, embedder), progress)
+        return CorpusIndex(settings, embedder, store, Path(index_dir or settings.index_dir), manifest)
     index = CorpusIndex.from_documents(result.documents, result.chunks, settings, embedder=embedder,
-                                       files=scan_files(paths, settings.corpus_dir), progress=progress)
+                                       files=files, progress=progress)
     if progress is not None:
         progress("save", 0, 1)
     index.save(Path(index_dir or settings.index_dir))
@@ -31,6 +53,8 @@ def build_index(paths, settings, index_dir=None, progress=None, embedder=None) -
 def open_index(index_dir, settings, embedder=None) -> CorpusIndex:
     """Load an index; IndexError_ (naming the file) if it is missing, damaged or built differently."""
     index_dir = Path(index_dir)
+    if backend_of(settings) == "qdrant":
+        return _open_qdrant(index_dir, settings, embedder)
     version = store.current_version(index_dir)
     if version is None:
         raise IndexError_(f"no index in {index_dir} (build one with `python -m index build`)", str(index_dir))
@@ -48,6 +72,20 @@ def open_index(index_dir, settings, embedder=None) -> CorpusIndex:
     return CorpusIndex(settings, embedder, state, index_dir, manifest)
 
 
+def _open_qdrant(index_dir: Path, settings, embedder=None) -> CorpusIndex:
+    from .qdrant_store import QdrantStore
+
+    qstore, manifest = QdrantStore.open(settings, index_dir)
+    embedder = embedder or _get_embedder(settings)
+    mismatches = config_mismatches(manifest, settings, embedder)
+    if mismatches:
+        raise IndexError_(
+            f"Qdrant collection {settings.qdrant_collection!r} was built with a different configuration "
+            f"({'; '.join(mismatches)}); rebuild it with `python -m index build`", qstore.location)
+    _configure_llama_index(embedder)
+    return CorpusIndex(settings, embedder, qstore, index_dir, manifest)
+
+
 def load_or_build(settings, progress=None) -> CorpusIndex:
     """The index of settings.corpus_dir in settings.index_dir, built or brought up to date as needed.
 
@@ -61,7 +99,7 @@ def load_or_build(settings, progress=None) -> CorpusIndex:
     try:
         index = open_index(index_dir, settings, embedder=embedder)
     except IndexError_ as exc:
-        if _has_pointer(index_dir):
+        if backend_of(settings) == "qdrant" or _has_pointer(index_dir):
             log.warning("%s -- rebuilding from %s", exc, corpus_dir)
         else:
             log.info("no index in %s yet -- building it from %s", index_dir, corpus_dir)

@@ -1,8 +1,9 @@
 """CorpusIndex: documents, chunks, dense + BM25 indexes, hybrid retrieval, persistence.
 
-State is an immutable snapshot swapped under a lock: retrieve() reads `self._state`
-once and never sees a half-applied add/remove, so the server can query while an
-upload is being indexed.
+The store (index/stores.py) is swapped under a lock: retrieve() reads `self.store` once.
+The FAISS store is an immutable snapshot, so a reader never sees a half-applied
+add/remove and the server can query while an upload is being indexed; the Qdrant store
+writes to the engine and waits for it (a rebuild goes to a new collection + alias switch).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import io
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,9 @@ from ingest.records import Chunk, Document
 
 from . import store
 from .dense import DenseIndex
-from .errors import IndexError_
+from .errors import IndexError_, StoreUnavailable
 from .hybrid import MODES, Candidates, Fusion, Hit
-from .keyword import KeywordIndex
+from .stores import Change, FaissStore, Pool, Where
 from .text import DENSE_TEXT_VERSION, TOKENIZER_VERSION, chunk_tokens, query_language, titled_text, tokenize
 
 log = logging.getLogger("clusterqa.index")
@@ -41,145 +41,161 @@ def _report(progress, stage: str, done: int, total: int) -> None:
         progress(stage, done, total)
 
 
-@dataclass(frozen=True)
-class _State:
-    documents: dict  # doc_id -> Document, in insertion order
-    chunks: list  # row -> Chunk
-    labels: np.ndarray  # row -> FAISS label (int64)
-    tokens: list  # row -> BM25 tokens
-    dense: DenseIndex
-    keyword: KeywordIndex
-    files: dict  # source file key -> sha256 (drives load_or_build's change detection)
-    next_label: int
-    row_of_label: dict = field(default_factory=dict)
+class RetrievalResult(list):
+    """The hits of one query (a list of Hit, best first) and the query vector they came from.
 
-    @classmethod
-    def make(cls, documents, chunks, labels, tokens, dense, files, next_label, keyword=None) -> "_State":
-        labels = np.asarray(labels, dtype=np.int64)
-        return cls(
-            documents=documents,
-            chunks=chunks,
-            labels=labels,
-            tokens=tokens,
-            dense=dense,
-            keyword=KeywordIndex(tokens) if keyword is None else keyword,
-            files=files,
-            next_label=next_label,
-            row_of_label={int(l): r for r, l in enumerate(labels)},
-        )
+    Callers that need the question's E5 vector again (chat's sentence scoring) take
+    `.query_vector` instead of embedding a second time, and may pass it back in as
+    `retrieve(..., query_vector=...)`. None in "bm25" mode when no vector was given."""
+
+    def __init__(self, hits=(), query_vector: np.ndarray | None = None):
+        super().__init__(hits)
+        self.query_vector = query_vector
 
 
 class CorpusIndex:
-    def __init__(self, settings, embedder, state: _State, index_dir: Path | None, manifest: dict,
+    """Embedding, tokenisation and fusion over a ChunkStore (index/stores.py): the FAISS +
+    BM25 snapshot by default, or a Qdrant collection. It uses nothing but that interface."""
+
+    def __init__(self, settings, embedder, store, index_dir: Path | None, manifest: dict,
                  fusion: Fusion | None = None):
         self.settings = settings
         self.embedder = embedder
         self.index_dir = Path(index_dir) if index_dir else None
         self.fusion = fusion or default_fusion(settings)
-        self._state = state
+        self.store = store
         self._manifest = manifest
         self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> str:
+        return self.store.backend
 
     # --- construction -----------------------------------------------------------------
     @classmethod
     def from_documents(cls, documents: list[Document], chunks: list[Chunk], settings, embedder=None,
                        files: dict | None = None, progress=None) -> "CorpusIndex":
-        """An in-memory index of these documents and their chunks (call save() to persist)."""
+        """An in-memory (FAISS) index of these documents and their chunks (call save() to persist)."""
         embedder = embedder or _get_embedder(settings)
         vectors = embed_passages(embedder, [titled_text(c) for c in chunks], progress)
         tokens = tokenize_chunks(chunks, progress)
-        labels = np.arange(len(chunks), dtype=np.int64)
-        dense = DenseIndex(embedder.dim, settings.ann_threshold)
-        dense.add(labels, vectors)
-        state = _State.make({d.doc_id: d for d in documents}, list(chunks), labels, tokens, dense,
-                            dict(files or {}), len(chunks))
-        manifest = new_manifest(settings, embedder)
-        return cls(settings, embedder, state, None, manifest)
+        store = FaissStore.build(documents, chunks, tokens, vectors, files, embedder.dim, settings.ann_threshold)
+        return cls(settings, embedder, store, None, new_manifest(settings, embedder))
+
+    # --- query vectors ----------------------------------------------------------------
+    def embed_query(self, query: str) -> np.ndarray:
+        """The (dim,) float32 L2-normalised vector retrieval uses for this question."""
+        return self.embed_queries([query])[0]
+
+    def embed_queries(self, queries: list[str]) -> np.ndarray:
+        if not queries:
+            return np.empty((0, self.embedder.dim), dtype=np.float32)
+        return np.asarray(self.embedder.encode_queries([query_text(q) for q in queries]), dtype=np.float32)
 
     # --- retrieval --------------------------------------------------------------------
-    def retrieve(self, query: str, top_k: int = 5, mode: str = "hybrid") -> list[Hit]:
-        return self.retrieve_many([query], top_k, mode)[0]
+    def retrieve(self, query: str, top_k: int = 5, mode: str = "hybrid", query_vector=None,
+                 where: Where | None = None) -> RetrievalResult:
+        """Hits for one query; `query_vector` (from embed_query or an earlier result) skips
+        the embedding. Raises StoreUnavailable when the engine does not answer."""
+        qvecs = None if query_vector is None else np.asarray(query_vector, dtype=np.float32)[None]
+        return self.retrieve_many([query], top_k, mode, query_vectors=qvecs, where=where)[0]
 
-    def retrieve_many(self, queries: list[str], top_k: int = 5, mode: str = "hybrid") -> list[list[Hit]]:
+    def retrieve_many(self, queries: list[str], top_k: int = 5, mode: str = "hybrid", query_vectors=None,
+                      where: Where | None = None) -> list[RetrievalResult]:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r} (one of {', '.join(MODES)})")
-        state = self._state  # one snapshot for the whole batch
+        store = self.store  # one snapshot for the whole batch
         if not queries:
             return []
-        if not state.chunks or top_k <= 0:
-            return [[] for _ in queries]
+        qvecs = None if query_vectors is None else np.asarray(query_vectors, dtype=np.float32)
+        if top_k <= 0:
+            return [RetrievalResult([], None if qvecs is None else qvecs[i]) for i in range(len(queries))]
+        if mode == "bm25":
+            return [
+                RetrievalResult([Hit(c, s, None, rank, None, s)
+                                 for rank, (c, s) in enumerate(store.keyword_search(tokenize(q), top_k, where), 1)],
+                                None if qvecs is None else qvecs[i])
+                for i, q in enumerate(queries)
+            ]
+        if qvecs is None:
+            qvecs = self.embed_queries(queries)
         if mode == "dense":
             return [
-                [Hit(state.chunks[r], s, rank, None, s, None) for rank, (r, s) in enumerate(dl, 1)]
-                for dl in self._dense_lists(state, self._embed_queries(queries), top_k)
+                RetrievalResult([Hit(c, s, rank, None, s, None) for rank, (c, s) in enumerate(dl, 1)], qv)
+                for dl, qv in zip(store.dense_search(qvecs, top_k, where), qvecs)
             ]
-        if mode == "bm25":
-            out = []
-            for query in queries:
-                rows, scores, _ = state.keyword.search(tokenize(query), top_k)
-                out.append([Hit(state.chunks[int(r)], float(s), None, rank, None, float(s))
-                            for rank, (r, s) in enumerate(zip(rows, scores), 1)])
-            return out
         out = []
-        for c in self._candidates(state, queries, max(top_k, self.fusion.depth)):
-            out.append([
-                Hit(state.chunks[int(c.rows[j])], score, int(c.dense_ranks[j]) or None,
-                    int(c.bm25_ranks[j]) or None, float(c.dense_scores[j]), float(c.bm25_scores[j]))
+        for query, qvec in zip(queries, qvecs):
+            pool = store.candidates(qvec, tokenize(query), max(top_k, self.fusion.depth), where)
+            if not len(pool.labels):
+                out.append(RetrievalResult([], qvec))
+                continue
+            c = candidate_pool(pool, query_language(query))
+            out.append(RetrievalResult([
+                Hit(pool.chunks[j], score, int(c.dense_ranks[j]) or None, int(c.bm25_ranks[j]) or None,
+                    float(c.dense_scores[j]), float(c.bm25_scores[j]))
                 for j, score in self.fusion.rank(c, top_k)
-            ])
+            ], qvec))
         return out
 
-    def candidates(self, queries: list[str], depth: int | None = None) -> list[Candidates]:
-        """The hybrid candidate pools of these queries (benchmarks tune Fusion on these)."""
-        return self._candidates(self._state, queries, depth or self.fusion.depth)
+    def candidates(self, queries: list[str], depth: int | None = None, query_vectors=None,
+                   where: Where | None = None) -> list[tuple[Candidates, list[Chunk]]]:
+        """The hybrid candidate pools of these queries, before fusion (benchmarks tune Fusion
+        on these): (Candidates, chunks) with Candidates.rows indexing that chunk list."""
+        store, depth = self.store, depth or self.fusion.depth
+        qvecs = self.embed_queries(queries) if query_vectors is None else np.asarray(query_vectors, np.float32)
+        out = []
+        for query, qvec in zip(queries, qvecs):
+            pool = store.candidates(qvec, tokenize(query), depth, where)
+            out.append((candidate_pool(pool, query_language(query)), pool.chunks))
+        return out
 
-    def _embed_queries(self, queries: list[str]) -> np.ndarray:
-        return self.embedder.encode_queries([_normalize_query(q) for q in queries])
+    def dense_search(self, query_vectors, k: int, where: Where | None = None) -> list[list[tuple[Chunk, float]]]:
+        """[(chunk, cosine)] best first per query vector: the dense side alone."""
+        return self.store.dense_search(np.asarray(query_vectors, dtype=np.float32), k, where)
 
-    @staticmethod
-    def _dense_lists(state: _State, qvecs: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        scores, labels = state.dense.search(qvecs, k)
-        return [
-            [(state.row_of_label[int(l)], float(s)) for s, l in zip(srow, lrow) if l >= 0]
-            for srow, lrow in zip(scores, labels)
-        ]
+    # --- engine health ----------------------------------------------------------------
+    def ping(self) -> None:
+        """Raises StoreUnavailable when the vector engine does not answer (no-op in process)."""
+        self.store.ping()
 
-    def _candidates(self, state: _State, queries: list[str], depth: int, qvecs=None) -> list[Candidates]:
-        qvecs = self._embed_queries(queries) if qvecs is None else qvecs
-        pools = []
-        for query, qvec, dense_list in zip(queries, qvecs, self._dense_lists(state, qvecs, depth)):
-            bm25_rows, _, all_bm25 = state.keyword.search(tokenize(query), depth)
-            pools.append(candidate_pool(state, qvec, dense_list, bm25_rows, all_bm25, query_language(query)))
-        return pools
+    def health(self) -> dict:
+        """{"backend", "ok", "error"}: for the server's /api/health ("degraded" when not ok)."""
+        try:
+            self.store.ping()
+        except StoreUnavailable as exc:
+            return {"backend": self.backend, "ok": False, "error": str(exc)}
+        return {"backend": self.backend, "ok": True, "error": None}
 
     # --- documents --------------------------------------------------------------------
     def documents(self) -> list[Document]:
-        return list(self._state.documents.values())
+        return self.store.documents()
 
     def get_document(self, doc_id: str) -> Document | None:
-        return self._state.documents.get(doc_id)
+        return self.store.get_document(doc_id)
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
-        return [c for c in self._state.chunks if c.doc_id == doc_id]
+        return self.store.chunks_of(doc_id)
 
     @property
     def manifest(self) -> dict:
         return dict(self._manifest)
 
     def stats(self) -> dict:
-        state, m = self._state, self._manifest
+        store, m = self.store, self._manifest
+        files = store.files()
         return {
-            "documents": len(state.documents),
-            "chunks": len(state.chunks),
+            "documents": len(store.documents()),
+            "chunks": store.count(),
             "model": self.embedder.model_id,
             "dim": self.embedder.dim,
-            "index_type": state.dense.index_type,
+            **store.describe(),
             "fusion": self.fusion.method,
             "tokenizer": TOKENIZER_VERSION,
             "created": m.get("created"),
             "updated": m.get("updated"),
             "index_dir": str(self.index_dir) if self.index_dir else None,
-            "files": len(state.files),
+            "files": len(files),
         }
 
     # --- incremental updates ----------------------------------------------------------
@@ -188,10 +204,10 @@ class CorpusIndex:
         paths = [Path(p) for p in paths]
         result = ingest_files(paths, self.settings, progress)
         with self._lock:
-            state = self._state
+            store = self.store
             added, updated, unchanged, new_docs = [], [], [], []
             for doc in result.documents:
-                old = state.documents.get(doc.doc_id)
+                old = store.get_document(doc.doc_id)
                 if old is None:
                     added.append(doc.doc_id)
                 elif old.content_hash != doc.content_hash or not doc.content_hash:
@@ -202,32 +218,36 @@ class CorpusIndex:
                 new_docs.append(doc)
             new_ids = {d.doc_id for d in new_docs}
             new_chunks = [c for c in result.chunks if c.doc_id in new_ids]
-            files = dict(state.files)
+            files = store.files()
             files.update(scan_files(paths, self.settings.corpus_dir))
-            new_state = self._replace(state, remove_ids=set(updated), add_docs=new_docs,
-                                      add_chunks=new_chunks, files=files, progress=progress)
-            self._commit(new_state)
+            vectors = embed_passages(self.embedder, [titled_text(c) for c in new_chunks], progress)
+            tokens = tokenize_chunks(new_chunks, progress)
+            self._commit(Change(remove_doc_ids=set(updated), add_docs=new_docs, add_chunks=new_chunks,
+                                tokens=tokens, vectors=vectors, files=files))
+            store = self.store
         return {"added": added, "updated": updated, "unchanged": unchanged,
                 "skipped": [list(s) for s in result.skipped], "chunks_embedded": len(new_chunks),
-                "documents": len(new_state.documents), "chunks": len(new_state.chunks)}
+                "documents": len(store.documents()), "chunks": store.count()}
 
     def remove(self, doc_ids_or_paths) -> int:
         """Remove documents given by doc_id or by file/directory path; returns how many."""
         with self._lock:
-            state = self._state
+            store = self.store
+            documents = {d.doc_id: d for d in store.documents()}
+            old_files = store.files()
             targets, keys = set(), set()
             for item in doc_ids_or_paths:
-                targets |= self._match_documents(state, str(item))
+                targets |= self._match_documents(documents, str(item))
                 keys |= {str(item), _file_key(Path(item), Path(self.settings.corpus_dir).resolve())}
-            keys |= targets | {_doc_file_key(state.documents[t], self.settings.corpus_dir) for t in targets}
-            files = {k: v for k, v in state.files.items() if k not in keys}
-            if not targets and files == state.files:
+            keys |= targets | {_doc_file_key(documents[t], self.settings.corpus_dir) for t in targets}
+            files = {k: v for k, v in old_files.items() if k not in keys}
+            if not targets and files == old_files:
                 return 0
-            self._commit(self._replace(state, remove_ids=targets, files=files))
+            self._commit(Change(remove_doc_ids=targets, files=files))
             return len(targets)
 
-    def _match_documents(self, state: _State, item: str) -> set:
-        if item in state.documents:
+    def _match_documents(self, documents: dict, item: str) -> set:
+        if item in documents:
             return {item}
         path = Path(item).expanduser()
         candidates = {path.resolve().as_posix()}
@@ -236,75 +256,47 @@ class CorpusIndex:
         except ValueError:
             pass
         found = set()
-        for doc_id, doc in state.documents.items():
+        for doc_id, doc in documents.items():
             keys = {doc_id, Path(doc.path).resolve().as_posix() if doc.path else ""}
             for c in candidates:
                 if c in keys or any(k.startswith(c.rstrip("/") + "/") for k in keys if k):
                     found.add(doc_id)
         return found
 
-    def _replace(self, state: _State, remove_ids=frozenset(), add_docs=(), add_chunks=(), files=None,
-                 progress=None) -> _State:
-        """A new state: `remove_ids` documents dropped, `add_docs`/`add_chunks` embedded and added."""
-        keep = [r for r, c in enumerate(state.chunks) if c.doc_id not in remove_ids]
-        dropped = [int(state.labels[r]) for r, c in enumerate(state.chunks) if c.doc_id in remove_ids]
-        vectors = embed_passages(self.embedder, [titled_text(c) for c in add_chunks], progress)
-        tokens = tokenize_chunks(list(add_chunks), progress)
-        new_labels = np.arange(state.next_label, state.next_label + len(add_chunks), dtype=np.int64)
-        dense = state.dense.copy()  # copy-on-write: readers keep using the old one
-        dense.remove(dropped)
-        dense.add(new_labels, vectors)
-        documents = {k: v for k, v in state.documents.items() if k not in remove_ids}
-        documents.update({d.doc_id: d for d in add_docs})
-        return _State.make(
-            documents,
-            [state.chunks[r] for r in keep] + list(add_chunks),
-            np.concatenate([state.labels[keep], new_labels]),
-            [state.tokens[r] for r in keep] + tokens,
-            dense,
-            state.files if files is None else files,
-            state.next_label + len(add_chunks),
-            keyword=state.keyword.updated(keep, tokens),  # counts only the new chunks' tokens
-        )
-
-    def _commit(self, new_state: _State) -> None:
+    def _commit(self, change: Change) -> None:
+        """Apply the change (Qdrant: written and waited for), persist, then swap the store."""
         manifest = dict(self._manifest, updated=_now())
-        if self.index_dir is not None:
-            manifest = save_state(self.index_dir, new_state, manifest)
-        self._state, self._manifest = new_state, manifest
+        new_store, manifest = self.store.apply(change, manifest)
+        if self.index_dir is not None or new_store.backend != "faiss":
+            manifest = new_store.save(self.index_dir, manifest)
+        self.store, self._manifest = new_store, manifest
 
     # --- persistence ------------------------------------------------------------------
     def save(self, index_dir: Path | None = None) -> Path:
         """Write the whole index atomically to `index_dir` (default: where it lives)."""
         with self._lock:
             target = Path(index_dir or self.index_dir or self.settings.index_dir)
-            self._manifest = save_state(target, self._state, self._manifest)
+            self._manifest = self.store.save(target, self._manifest)
             self.index_dir = target
             return target
 
 
 # --- helpers used by construction, updates and loading ---------------------------------
 
-def candidate_pool(state: _State, qvec, dense_list, bm25_rows, all_bm25, query_language: str = "") -> Candidates:
-    """Union of both top lists, with both scores computed exactly for every candidate
-    (a chunk missing from one list still gets its real score there, not a guess)."""
-    dense_rank = {r: n for n, (r, _) in enumerate(dense_list, 1)}
-    dense_score = dict(dense_list)
-    bm25_rank = {int(r): n for n, r in enumerate(bm25_rows, 1)}
-    rows = list(dict.fromkeys([r for r, _ in dense_list] + list(bm25_rank)))
-    missing = [r for r in rows if r not in dense_score]
-    if missing:
-        vecs = state.dense.vectors(state.labels[missing])
-        dense_score.update(zip(missing, (vecs @ qvec).tolist()))
-    rows_arr = np.asarray(rows, dtype=np.int64)
-    cross = (np.array([state.chunks[r].language != query_language for r in rows], dtype=bool)
+def candidate_pool(pool: Pool, query_language: str = "") -> Candidates:
+    """A store's raw pool as the Candidates Fusion ranks (rows index pool.chunks).
+
+    Both top lists' union, with both scores computed exactly for every candidate (a chunk
+    missing from one list still gets its real score there, not a guess); candidates in the
+    other language than the query are marked, so fusion scores them by dense alone."""
+    cross = (np.array([c.language != query_language for c in pool.chunks], dtype=bool)
              if query_language else None)
     return Candidates(
-        rows=rows_arr,
-        dense_scores=np.array([dense_score[r] for r in rows], dtype=np.float64),
-        bm25_scores=all_bm25[rows_arr].astype(np.float64),
-        dense_ranks=np.array([dense_rank.get(r, 0) for r in rows], dtype=np.int64),
-        bm25_ranks=np.array([bm25_rank.get(r, 0) for r in rows], dtype=np.int64),
+        rows=np.arange(len(pool.chunks), dtype=np.int64),
+        dense_scores=pool.dense_scores,
+        bm25_scores=pool.bm25_scores,
+        dense_ranks=pool.dense_ranks,
+        bm25_ranks=pool.bm25_ranks,
         cross_language=cross,
     )
 
@@ -325,7 +317,8 @@ def default_fusion(settings) -> Fusion:
                   dense_weight=fitted.dense_weight, cross_weight=fitted.cross_weight)
 
 
-def _normalize_query(query: str) -> str:
+def query_text(query: str) -> str:
+    """The text the model embeds for a question: Simplified script, stripped."""
     from ingest.script import to_simplified
 
     return to_simplified(query.strip())
@@ -407,60 +400,12 @@ def config_mismatches(manifest: dict, settings, embedder) -> list[str]:
             for k, (want, have) in wanted.items() if want != have]
 
 
-def save_state(index_dir: Path, state: _State, manifest: dict) -> dict:
-    manifest = dict(
-        manifest,
-        counts={"documents": len(state.documents), "chunks": len(state.chunks)},
-        files=dict(sorted(state.files.items())),
-        next_label=state.next_label,
-        dense={"index_type": state.dense.index_type, "metric": "inner_product", "labels": "int64 per chunk"},
-    )
-
-    def write_files(d: Path) -> None:
-        store.write_jsonl(d / "documents.jsonl", (doc.to_dict() for doc in state.documents.values()))
-        store.write_jsonl(d / "chunks.jsonl", (
-            {"label": int(l), "tokens": t, "chunk": c.to_dict()}
-            for c, l, t in zip(state.chunks, state.labels, state.tokens)
-        ))
-        state.dense.save(d / "dense.faiss")
-
-    store.write_version(Path(index_dir), write_files, manifest)
-    return manifest
+def save_state(index_dir: Path, state: FaissStore, manifest: dict) -> dict:
+    return state.save(index_dir, manifest)
 
 
-def load_state(version: Path, manifest: dict, settings, embedder) -> _State:
-    docs_path = store.verify_data_file(version, "documents.jsonl", manifest)
-    chunks_path = store.verify_data_file(version, "chunks.jsonl", manifest)
-    faiss_path = store.verify_data_file(version, "dense.faiss", manifest)
-    try:
-        documents = {}
-        for row in store.read_jsonl(docs_path):
-            doc = Document.from_dict(row)
-            documents[doc.doc_id] = doc
-    except TypeError as exc:
-        raise IndexError_(f"index file {docs_path} has unexpected records: {exc}", str(docs_path)) from None
-    rows = store.read_jsonl(chunks_path)
-    try:
-        chunks = [Chunk.from_dict(r["chunk"]) for r in rows]
-        labels = [int(r["label"]) for r in rows]
-        tokens = [list(r["tokens"]) for r in rows]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IndexError_(f"index file {chunks_path} has unexpected records: {exc}", str(chunks_path)) from None
-    try:
-        dense = DenseIndex.load(faiss_path, embedder.dim, settings.ann_threshold)
-    except (RuntimeError, ValueError) as exc:
-        raise IndexError_(f"index file {faiss_path} cannot be read: {str(exc).splitlines()[0]}",
-                          str(faiss_path)) from None
-    if dense.size != len(chunks) or set(dense.labels().tolist()) != set(labels):
-        raise IndexError_(f"index file {faiss_path} does not match {chunks_path} "
-                          f"({dense.size} vectors, {len(chunks)} chunks)", str(faiss_path))
-    if manifest.get("tokenizer") != TOKENIZER_VERSION:
-        log.warning("index in %s has BM25 tokens from %s; re-tokenising %d chunks with %s",
-                    version.parent, manifest.get("tokenizer"), len(chunks), TOKENIZER_VERSION)
-        tokens = tokenize_chunks(chunks)
-        manifest["tokenizer"] = TOKENIZER_VERSION
-    return _State.make(documents, chunks, labels, tokens, dense, dict(manifest.get("files", {})),
-                       int(manifest.get("next_label", len(chunks))))
+def load_state(version: Path, manifest: dict, settings, embedder) -> FaissStore:
+    return FaissStore.load(version, manifest, settings, embedder)
 
 
 def scan_files(paths, corpus_root) -> dict:

@@ -99,14 +99,22 @@ class DenseIndex:
             return np.empty((0, self.dim), dtype=np.float32)
         return self.index.reconstruct_batch(labels)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, labels), each (n_queries, k'); missing slots have label -1."""
+    def search(self, queries: np.ndarray, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels), each (n_queries, k'); missing slots have label -1.
+        `allowed`: only these labels are searched (a metadata filter, FAISS IDSelector)."""
         k = min(k, self.size)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if k <= 0:
             n = len(queries)
             return np.empty((n, 0), dtype=np.float32), np.empty((n, 0), dtype=np.int64)
-        return self.index.search(queries, k)
+        if allowed is None:
+            return self.index.search(queries, k)
+        faiss = _faiss()
+        allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+        selector = faiss.IDSelectorBatch(len(allowed), faiss.swig_ptr(allowed))
+        params = faiss.SearchParameters()
+        params.sel = selector
+        return self.index.search(queries, k, params=params)
 
     # --- persistence ----------------------------------------------------------------
     def save(self, path) -> None:

@@ -290,7 +290,7 @@ def test_load_or_build_follows_corpus_changes(small):
 
 def _consistent(index) -> set:
     """Dense and BM25 agree on the chunk set; returns the chunk ids."""
-    state = index._state
+    state = index.store
     assert set(state.dense.labels().tolist()) == set(state.labels.tolist())
     assert state.keyword.size == len(state.chunks) == state.dense.size
     return {c.chunk_id for c in state.chunks}
@@ -357,7 +357,7 @@ def test_bm25_scores_equal_bm25s_own_build_after_updates(small):
     queries = ["龍仁半導體集群投資", "纳米技术企业", "semiconductor hubs", "集群"]
 
     def check():
-        state = index._state
+        state = index.store
         reference = bm25s.BM25(k1=K1, b=B)
         reference.index(state.tokens, show_progress=False)
         for q in queries:
