@@ -452,6 +452,9 @@ class QdrantStore:
         """Write `change` to the live collection and wait: new chunks first, then the old
         chunks of removed/updated documents, so a reader never finds a document missing."""
         m = _models()
+        live = self._read_manifest() or {}
+        self.avgdl = float(live.get("bm25", {}).get("avgdl") or self.avgdl)  # a rebuild elsewhere may have moved it
+        manifest = {**manifest, **{k: live[k] for k in ("bm25", "qdrant", "created") if k in live}}
         old_ids = []
         if change.remove_doc_ids:
             flt = self._kind("chunk", m.FieldCondition(key="doc_id", match=m.MatchAny(any=sorted(change.remove_doc_ids))))
