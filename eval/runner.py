@@ -138,7 +138,7 @@ def run_question_set(path, out_dir, *, settings, url: str | None = None, api_key
     asker = HttpAsker(url, api_key) if url else InProcessAsker(settings, engine=engine)
     results = run_questions(questions, asker, progress=progress)
     config = {"questions": str(path), "target": asker.target, "top_k": top_k or settings.top_k,
-              "embed_model": settings.embed_model, "fusion": settings.fusion,
+              "embed_model": settings.embed_model, "fusion": settings.fusion, "index_backend": settings.index_backend,
               "mode": "llm" if settings.llm_enabled else "extractive"}
     summary = summarize_run(results, config)
     out_dir = Path(out_dir)

@@ -171,6 +171,7 @@ def settings_fingerprint(settings) -> dict:
         "chunk_overlap": settings.chunk_overlap,
         "fusion": settings.fusion,
         "ann_threshold": settings.ann_threshold,
+        "index_backend": getattr(settings, "index_backend", "faiss"),
     }
 
 
