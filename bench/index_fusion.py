@@ -33,7 +33,8 @@ from eval.squad import benchmark_index, convert_file, load_squad, paragraph_of_d
 from index.corpus import candidate_pool  # noqa: E402
 from index.hybrid import Fusion  # noqa: E402
 from index.keyword import KeywordIndex  # noqa: E402
-from index.text import _segmenter, chunk_tokens, normalize, tokenize  # noqa: E402
+from index.stores import assemble_pool  # noqa: E402
+from index.text import chunk_tokens, normalize, tokenize  # noqa: E402
 
 CMRC = Path("/work/shared/bench/cmrc2018_dev.json")
 DEPTH = 50
@@ -46,7 +47,9 @@ def tokenizers():
 
     def search_words(t):  # jieba's search mode also emits the sub-words of long words
         import re
-        return [w for w in _segmenter().lcut_for_search(normalize(t)) if re.search(r"\w", w)]
+        import jieba
+
+        return [w for w in jieba.lcut_for_search(normalize(t)) if re.search(r"\w", w)]
 
     return [
         ("words", lambda c: words(c.text), words),
@@ -85,7 +88,7 @@ def query_vectors(index, texts: list[str], path: Path) -> np.ndarray:
     cache = Path(index.settings.cache_dir) / "bench" / f"qvecs-{path.stem}-{key}.npy"
     if cache.exists():
         return np.load(cache)
-    vecs = index._embed_queries(texts)
+    vecs = index.embed_queries(texts)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, vecs)
     return vecs
@@ -111,12 +114,14 @@ def evaluate(name: str, path: Path, settings, tune_ids: set | None) -> dict:
     t0 = time.perf_counter()
     index, *_ = benchmark_index(squad, list(squad.paragraphs), settings)
     print(f"[{name}] index: {index.stats()['chunks']} chunks ({time.perf_counter() - t0:.0f}s)", flush=True)
-    state = index._state
-    chunks = state.chunks
+    store = index.store  # the default (FAISS) store: row-aligned chunks and vectors
+    chunks = store.chunks
+    row_of = {c.chunk_id: r for r, c in enumerate(chunks)}
+    vectors = store.dense.vectors(store.labels)
     texts = [q.question for q in questions]
     t0 = time.perf_counter()
     qvecs = query_vectors(index, texts, path)
-    dense_lists = index._dense_lists(state, qvecs, DEPTH)
+    dense_lists = [[(row_of[c.chunk_id], s) for c, s in dl] for dl in index.dense_search(qvecs, DEPTH)]
     print(f"[{name}] {len(texts)} queries embedded + dense search ({time.perf_counter() - t0:.0f}s)", flush=True)
 
     def relevant_fn(q):
@@ -134,12 +139,18 @@ def evaluate(name: str, path: Path, settings, tune_ids: set | None) -> dict:
         pools, ranks_bm25 = [], []
         for i, q in enumerate(questions):
             rows, _, all_scores = keyword.search(tok_query(q.question), DEPTH)
-            pools.append(candidate_pool(state, qvecs[i], dense_lists[i], rows, all_scores))
+            pool = assemble_pool(  # rows serve as labels here
+                dense_lists[i], [(int(r), float(all_scores[r])) for r in rows],
+                dense_of_missing=lambda ls, v=qvecs[i]: vectors[np.asarray(ls)] @ v,
+                bm25_of=lambda ls, a=all_scores: a[np.asarray(ls, dtype=np.int64)],
+                chunk_of=lambda ls: [chunks[r] for r in ls])
+            pools.append((candidate_pool(pool), pool.labels))
             ranks_bm25.append(first_relevant(list(rows), relevant[i]))
         variants = {"dense": ranks_dense, "bm25": ranks_bm25}
         for f_name, fusion in fusions():
             variants[f_name] = [
-                first_relevant([int(p.rows[j]) for j, _ in fusion.rank(p, 10)], rel) for p, rel in zip(pools, relevant)
+                first_relevant([int(labels[j]) for j, _ in fusion.rank(p, 10)], rel)
+                for (p, labels), rel in zip(pools, relevant)
             ]
         for v_name, ranks in variants.items():
             entry = {"all": metrics(ranks)}

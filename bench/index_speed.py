@@ -37,9 +37,10 @@ settings_mod.apply_offline_defaults()
 from ingest.chunking import split_sentences  # noqa: E402
 from ingest.records import Chunk, Document  # noqa: E402
 from ingest.script import to_simplified  # noqa: E402
-from index.corpus import CorpusIndex, _State, embed_passages, new_manifest  # noqa: E402
+from index.corpus import CorpusIndex, embed_passages, new_manifest  # noqa: E402
 from index.dense import DenseIndex  # noqa: E402
 from index.embedding import get_embedder  # noqa: E402
+from index.stores import FaissStore  # noqa: E402
 from index.text import titled_text, tokenize  # noqa: E402
 
 CMRC = Path("/work/shared/bench/cmrc2018_dev.json")
@@ -109,8 +110,8 @@ def make_index(settings, embedder, texts, tokens, vectors, per_doc=10):
     dense = DenseIndex(embedder.dim, settings.ann_threshold)
     dense.add(labels, vectors)
     dense_s = time.perf_counter() - t0
-    state = _State.make(documents, chunks, labels, tokens, dense, {}, len(chunks))
-    return CorpusIndex(settings, embedder, state, None, new_manifest(settings, embedder)), dense_s
+    store = FaissStore.make(documents, chunks, labels, tokens, dense, {}, len(chunks))
+    return CorpusIndex(settings, embedder, store, None, new_manifest(settings, embedder)), dense_s
 
 
 def time_queries(index, queries, mode):
@@ -124,11 +125,10 @@ def time_queries(index, queries, mode):
 
 def time_index_only(index, queries, qvecs):
     """Hybrid retrieval with the query vector precomputed: the index's own share of a query."""
-    state, lat = index._state, []
+    lat = []
     for q, v in zip(queries, qvecs):
         t0 = time.perf_counter()
-        pool = index._candidates(state, [q], index.fusion.depth, qvecs=v[None])[0]
-        index.fusion.rank(pool, 5)
+        index.retrieve(q, top_k=5, mode="hybrid", query_vector=v)
         lat.append(time.perf_counter() - t0)
     return {"p50_ms": round(pct(lat, 50), 2), "p95_ms": round(pct(lat, 95), 2), "n": len(lat)}
 
@@ -181,12 +181,12 @@ def bench_ann(index, queries_vecs):
     """recall@10 of the HNSW index against exact search over the same vectors."""
     import faiss
 
-    dense = index._state.dense
-    vecs = dense.vectors(index._state.labels)
+    dense = index.store.dense
+    vecs = dense.vectors(index.store.labels)
     exact = faiss.IndexFlatIP(vecs.shape[1])
     exact.add(vecs)
     _, truth = exact.search(queries_vecs, 10)
-    truth_labels = index._state.labels[truth]
+    truth_labels = index.store.labels[truth]
     lat_ann, lat_exact, recall = [], [], []
     for q, t in zip(queries_vecs, truth_labels):
         t0 = time.perf_counter()
@@ -226,7 +226,7 @@ def bench_incremental(index, settings, embedder, contexts, reps=3):
             assert summary["added"] == [f"new{r}.txt"], summary
             runs.append({"chunks": summary["chunks_embedded"], "embed_s": round(embed_s, 3),
                          "add_s": round(add_s, 3), "overhead_s": round(add_s - embed_s, 3)})
-    return {"index_chunks": len(index._state.chunks), "runs": runs,
+    return {"index_chunks": len(index.store.chunks), "runs": runs,
             "median_overhead_s": round(float(np.median([r["overhead_s"] for r in runs])), 3)}
 
 
@@ -278,13 +278,13 @@ def main() -> None:
         vectors = synth_vectors(base, size, rng)
         t0 = time.perf_counter()
         index, dense_s = make_index(settings, embedder, texts, tokens, vectors)
-        entry = {"index_type": index._state.dense.index_type, "faiss_build_s": round(dense_s, 1),
+        entry = {"index_type": index.store.dense.index_type, "faiss_build_s": round(dense_s, 1),
                  "bm25_build_and_state_s": round(time.perf_counter() - t0 - dense_s, 1)}
         for mode in ("dense", "bm25", "hybrid"):
             entry[mode] = time_queries(index, queries, mode)
         entry["hybrid_index_only"] = time_index_only(index, queries, qvecs)
         entry["query_embedding"] = time_query_embedding(embedder, queries)
-        if index._state.dense.is_approximate:
+        if index.store.dense.is_approximate:
             entry["ann"] = bench_ann(index, qvecs)
         if size == 10000:
             out["incremental_add"] = bench_incremental(index, settings, embedder, contexts)

