@@ -172,12 +172,12 @@ class ChatEngine:
         from .language import render
 
         passages = [render(h.chunk.text, language) for h in hits]
-        pieces = []
-        for piece in self.llm.stream_answer(question, passages, language):
+        pieces, sent = [], []  # sent: how many passages fitted the model's context
+        for piece in self.llm.stream_answer(question, passages, language, sent=sent):
             pieces.append(piece)
             yield {"type": "token", "text": piece}
         raw = "".join(pieces).strip()
-        check = validate_citations(raw, len(hits))
+        check = validate_citations(raw, sent[0] if sent else len(hits))
         notes = []
         if check.dropped:
             notes.append(message("llm_dropped_markers", language, k=check.dropped))

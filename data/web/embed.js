@@ -20,14 +20,50 @@
 
   function scroll() { log.scrollTop = log.scrollHeight; }
 
-  function docLink(c, language) {
+  // The answer span (docs/CONTRACTS.md): offsets into citations[n-1].text; may be absent.
+  function spanRange(c, span) {
+    if (!span || span.citation !== c.n) return null;
+    if (typeof span.start === "number" && typeof span.end === "number" &&
+        span.start >= 0 && span.start < span.end && span.end <= c.text.length) return [span.start, span.end];
+    var pos = span.text ? c.text.indexOf(span.text) : -1;
+    return pos >= 0 ? [pos, pos + span.text.length] : null;
+  }
+
+  function quoteRange(c) {
     var pos = c.quote ? c.text.indexOf(c.quote) : -1;
+    return pos >= 0 ? [pos, pos + c.quote.length] : null;
+  }
+
+  function docLink(c, language, span) {
     var q = "?script=" + encodeURIComponent(language) + "&start=" + c.start + "&end=" + c.end;
-    if (pos >= 0) q += "&qs=" + pos + "&qe=" + (pos + c.quote.length);
+    var qr = quoteRange(c), sr = spanRange(c, span);
+    if (qr) q += "&qs=" + qr[0] + "&qe=" + qr[1];
+    if (sr) q += "&ss=" + sr[0] + "&se=" + sr[1];
     return base + "doc/" + c.doc_id.split("/").map(encodeURIComponent).join("/") + q + "#passage";
   }
 
-  function card(c, t, language) {
+  // The passage as text nodes, the quote in <mark>, the span in <mark class="cqa-span"> nested inside.
+  function markPassage(p, text, qr, sr) {
+    var cuts = [0, text.length].concat(qr || [], sr || []).sort(function (a, b) { return a - b; });
+    var quoteEl = null, spanEl = null;
+    for (var i = 0; i + 1 < cuts.length; i++) {
+      var a = cuts[i], b = cuts[i + 1];
+      if (a === b) continue;
+      var inQ = !!(qr && qr[0] <= a && a < qr[1]), inS = !!(sr && sr[0] <= a && a < sr[1]);
+      if (!inQ) quoteEl = null;
+      if (inQ && !quoteEl) { quoteEl = el("mark"); p.appendChild(quoteEl); }
+      var parent = quoteEl || p;
+      if (inS) {
+        if (!spanEl || spanEl.parentNode !== parent) { spanEl = el("mark", "cqa-span"); parent.appendChild(spanEl); }
+        spanEl.appendChild(document.createTextNode(text.slice(a, b)));
+      } else {
+        spanEl = null;
+        parent.appendChild(document.createTextNode(text.slice(a, b)));
+      }
+    }
+  }
+
+  function card(c, t, language, span) {
     var d = el("details");
     d.id = "c-" + t + "-" + c.n;
     var s = el("summary");
@@ -44,18 +80,11 @@
     }
     src.appendChild(document.createTextNode(" · "));
     var full = el("a", "", "全文 Full document ↗");
-    full.href = docLink(c, language); full.target = "_blank"; full.rel = "noopener";
+    full.href = docLink(c, language, span); full.target = "_blank"; full.rel = "noopener";
     src.appendChild(full);
     d.appendChild(src);
     var p = el("div", "passage");
-    var pos = c.quote ? c.text.indexOf(c.quote) : -1;
-    if (pos >= 0) {
-      p.appendChild(document.createTextNode(c.text.slice(0, pos)));
-      p.appendChild(el("mark", "", c.quote));
-      p.appendChild(document.createTextNode(c.text.slice(pos + c.quote.length)));
-    } else {
-      p.textContent = c.text;
-    }
+    markPassage(p, c.text, quoteRange(c), spanRange(c, span));
     d.appendChild(p);
     return d;
   }
@@ -81,7 +110,7 @@
         bubble.appendChild(document.createTextNode(part));
       }
     });
-    a.citations.forEach(function (c) { bubble.appendChild(card(c, t, a.language)); });
+    a.citations.forEach(function (c) { bubble.appendChild(card(c, t, a.language, a.span)); });
   }
 
   async function ask(question) {
