@@ -55,8 +55,10 @@ class Settings:
     max_file_mb: float = 20.0
     # --- retrieval ---
     top_k: int = 5
+    reader_passages: int = 3  # how many of the top passages the reader reads (speed: chat/README)
     fusion: str = "weighted"  # "weighted" or "rrf"; weighted won on CMRC/Traditional/English, see index/README
     ann_threshold: int = 50_000  # above this many chunks FAISS uses HNSW instead of flat
+    dense_compress_threshold: int = 500_000  # from this many: IVF over 8-bit quantised vectors (index/dense.py); 0 = never
     # --- where the index lives (index/stores.py): "faiss" = FAISS + BM25 in process, files in
     # index_dir; "qdrant" = a Qdrant collection: a server or cluster at qdrant_url, else local
     # mode (one process) in qdrant_path (default <index_dir>/qdrant). README "Scaling out".

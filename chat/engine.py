@@ -1,8 +1,11 @@
 """ChatEngine: question (+ history) → Answer. Read top to bottom, this is the answer path.
 
-    validate → detect language → resolve a follow-up from the history → retrieve →
-    choose evidence sentences → decide whether the documents answer → compose the answer
-    (extractive, or an LLM when configured) → render in the asker's script → Answer
+    validate → detect language → resolve a follow-up from the history → retrieve (hybrid,
+    language-aware fusion) → a metadata question? answer from the document's metadata →
+    the reader reads the top passages (span, span score, answerability) → order passages by
+    the reader → answerable iff the best passage's answerability ≥ the fitted threshold →
+    compose: the span first, the sentences around it (the whole list for list questions),
+    or an LLM's answer when one is configured → render in the asker's script → Answer
 """
 
 from __future__ import annotations
@@ -10,59 +13,72 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from . import crosslingual
-from .compose import compose_extractive, make_citation, nearest_citations
-from .crosslingual import CrossLingualReranker, USEEncoder
-from .extractive import ExtractiveAnswerer
+from index.fitted import load_fitted
+
+from .compose import (Composed, compose_list, compose_metadata, compose_span, make_citation,
+                      nearest_citations)
 from .followup import Resolution, ordinal_of, resolve_followup
-from .language import EN, detect_language, message
-from .querycache import share_query_vectors
+from .language import message
+from .lists import is_list_question, item_at, list_block
 from .llm import CANNOT_FIND, LLMAnswerer, LLMError, validate_citations
+from .metadata import fact_of, metadata_field, subject_terms
+from .reader import SpanPrediction, get_reader
 from .records import Answer
-from .refusal import AnswerabilityRule, gather_evidence
 from .validation import validate_history, validate_question, validate_top_k
 
 
-class ChatEngine:
-    """Answers questions over a CorpusIndex; extractive by default, LLM when settings name one."""
+@dataclass
+class Reading:
+    """One retrieved passage as the reader saw it."""
 
-    def __init__(self, index, settings, llm: LLMAnswerer | None = None, rule: AnswerabilityRule | None = None):
+    hit: object  # index.Hit
+    prediction: SpanPrediction | None  # None for passages beyond the ones read
+    rank_score: float  # what passages are ordered by
+
+    def to_dict(self) -> dict:
+        p = self.prediction
+        return {"chunk_id": self.hit.chunk.chunk_id, "retrieval_score": round(float(self.hit.score), 4),
+                "rank_score": round(self.rank_score, 4),
+                "span": p.text if p else None, "span_score": round(p.span_score, 3) if p else None,
+                "answerable": round(p.answerable, 3) if p else None}
+
+
+class ChatEngine:
+    """Answers questions over a CorpusIndex with the trained reader; an LLM when settings name one."""
+
+    def __init__(self, index, settings, llm: LLMAnswerer | None = None, reader=None):
         self.index = index
         self.settings = settings
-        second = USEEncoder() if crosslingual.available() else None
-        # retrieval and sentence scoring share one E5 encoding of the question
-        self.extractive = ExtractiveAnswerer(share_query_vectors(index), second)
-        # the re-ranker reads sentence vectors from the answerer's cache (filled by warm_up)
-        self.reranker = (CrossLingualReranker(second, lambda texts: self.extractive.embed_sentences(texts, "use"))
-                         if second else None)
-        self.rule = rule or AnswerabilityRule()
+        if reader is None:
+            from index.embedding import base_model_path
+
+            reader = get_reader(base_model_path(settings))
+        self.reader = reader
+        self.params = load_fitted().reader  # answerability threshold, re-ranking weight
         if llm is None and settings.llm_enabled:
             llm = LLMAnswerer(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)
         self.llm = llm
+        self._primed: dict[str, object] = {}  # question -> query vector (batch-embedded by eval)
 
-    def warm_up(self, max_chunks: int = 20_000) -> int:
-        """Load the models and embed the corpus's sentences now, so that answering only embeds
-        the question (composition then takes tens of ms instead of hundreds). Returns the
-        number of sentences embedded; corpora above `max_chunks` chunks are left to the cache."""
+    def warm_up(self) -> None:
+        """Load what answering loads lazily (jieba, OpenCC, the POS tagger, the reader's kernels)."""
         from .followup import _posseg
-        from .terms import question_terms
 
-        question_terms("集群 cluster 半導體")  # jieba's dictionary and OpenCC's tables
-        _posseg().lcut("沙特")  # the follow-up rules' POS tagger (loads its own tables)
-        if self.extractive.second_encoder is not None:
-            self.extractive.second_encoder.encode_query("cluster")
-        chunks = [c for d in self.index.documents() for c in self.index.chunks_of(d.doc_id)]
-        if len(chunks) > max_chunks:
-            chunks = []
-        return self.extractive.precompute(chunks)
+        from index.text import tokenize
+
+        tokenize("集群 cluster 半導體")
+        _posseg().lcut("沙特")
+        self.reader.read("集群是什么？", ["先进制造业集群是产业分工深化和集聚发展的高级形式。"])
 
     def prime_questions(self, questions: list[str]) -> None:
-        """Encode many questions in batches before asking them one by one (benchmarks): the
-        per-question E5 and USE calls then come from the query caches."""
-        self.extractive.embedder.prime(questions)
-        if self.extractive.second_encoder is not None:
-            self.extractive.second_encoder.prime_queries(questions)
+        """Embed many questions in one batch before asking them one by one (benchmarks)."""
+        from chat.validation import query_text
+
+        texts = [query_text(q) for q in questions]
+        for q, v in zip(texts, self.index.embed_queries(texts)):
+            self._primed[q] = v
 
     @property
     def mode(self) -> str:
@@ -92,6 +108,8 @@ class ChatEngine:
 
     # --- the answer path ----------------------------------------------------------------
     def _prepare(self, question, history, top_k):
+        from .language import detect_language
+
         started = time.perf_counter()
         question, query = validate_question(question, self.settings.max_question_chars)
         language = detect_language(query)
@@ -103,21 +121,24 @@ class ChatEngine:
         resolution = self._resolve(query, history)
         if resolution.changed:
             yield {"type": "status", "text": f"resolved: {resolution.question}"}
-
-        yield {"type": "status", "text": "retrieving"}
-        t0 = time.perf_counter()
-        hits = self._retrieve(resolution.question, language, top_k)
-        t1 = time.perf_counter()
-
-        # "第四项建议是什么?" asks for a list item even without a history
-        ordinal = resolution.ordinal if resolution.ordinal is not None else ordinal_of(resolution.question)
-        extraction = self.extractive.extract(resolution.question, hits, ordinal)
-        evidence = gather_evidence(extraction, hits, language, resolution.question, ordinal)
-        answerable = self.rule.decide(evidence)
         answer = Answer(question=question, answer="", answered=False, language=language, mode="extractive",
                         resolved_question=resolution.question if resolution.changed else None)
 
-        if self.llm is not None and hits:
+        yield {"type": "status", "text": "retrieving"}
+        t0 = time.perf_counter()
+        hits = self._retrieve(resolution.question, top_k)
+        t1 = time.perf_counter()
+
+        field = metadata_field(resolution.question)
+        if field is not None and self._metadata_answer(answer, field, resolution.question, hits, language):
+            readings = []
+        else:
+            yield {"type": "status", "text": "reading"}
+            readings = self._read(resolution.question, hits)
+            hits = [r.hit for r in readings]
+        t2 = time.perf_counter()
+
+        if readings and self.llm is not None:
             yield {"type": "status", "text": "generating"}
             answer.mode = "llm"
             try:
@@ -125,25 +146,37 @@ class ChatEngine:
             except LLMError as exc:
                 answer.mode = "extractive"
                 answer.note = message("llm_fallback", language, reason=str(exc))
-                self._extractive_answer(answer, extraction, hits, language, answerable)
+                self._extractive_answer(answer, resolution, readings, language)
         else:
-            self._extractive_answer(answer, extraction, hits, language, answerable)
+            if readings:
+                self._extractive_answer(answer, resolution, readings, language)
             for line in answer.answer.splitlines(keepends=True):
                 yield {"type": "token", "text": line}
 
-        t2 = time.perf_counter()
-        answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "answer": (t2 - t1) * 1000,
-                             "total": (t2 - started) * 1000}
-        if evidence is not None:
-            answer.evidence = evidence.to_dict()
+        t3 = time.perf_counter()
+        answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "read": (t2 - t1) * 1000,
+                             "answer": (t3 - t1) * 1000, "total": (t3 - started) * 1000}
+        answer.evidence = {"readings": [r.to_dict() for r in readings[:5]],
+                           "threshold": self.params.answer_threshold}
         yield {"type": "answer", "answer": answer.to_dict(), "_answer": answer}
 
-    def _retrieve(self, question: str, language: str, top_k: int) -> list:
-        """Hybrid retrieval; for English questions a wider pool re-ranked across languages."""
-        if language == EN and self.reranker is not None:
-            pool = self.index.retrieve(question, top_k=self.reranker.pool_size(top_k))
-            return self.reranker.rerank(question, pool, top_k)
-        return self.index.retrieve(question, top_k=top_k)
+    def _retrieve(self, question: str, top_k: int) -> list:
+        """Hybrid retrieval (language-aware fusion in index); at least the passages the reader reads."""
+        from chat.validation import query_text
+
+        vector = self._primed.get(query_text(question))
+        return list(self.index.retrieve(question, top_k=max(top_k, self.settings.reader_passages),
+                                        query_vector=vector))[:max(top_k, self.settings.reader_passages)]
+
+    def _read(self, question: str, hits: list) -> list[Reading]:
+        """The reader reads the top passages; they are re-ordered by its answerability plus
+        the weighted retrieval score; passages not read keep their order after them."""
+        n = min(len(hits), self.settings.reader_passages)
+        predictions = self.reader.read(question, [h.chunk.text for h in hits[:n]])
+        w = self.params.rerank_retrieval_weight
+        read = [Reading(h, p, p.answerable + w * float(h.score)) for h, p in zip(hits, predictions)]
+        read.sort(key=lambda r: -r.rank_score)
+        return read + [Reading(h, None, float("-inf")) for h in hits[n:]]
 
     def _resolve(self, query: str, history: list[dict]) -> Resolution:
         """Rule-based resolution always runs (it also finds ordinals); an LLM, when
@@ -159,14 +192,78 @@ class ChatEngine:
             return rules
         return Resolution(condensed, "llm", rules.ordinal)
 
-    def _extractive_answer(self, answer: Answer, extraction, hits, language: str, answerable: bool) -> None:
-        if answerable and extraction.selected:
-            answer.answer, answer.citations = compose_extractive(extraction.selected, language)
-            answer.answered = True
-        else:
+    def _metadata_answer(self, answer: Answer, field: str, question: str, hits: list, language: str) -> bool:
+        """Date / publisher / title of the document the question is about: the one its
+        remaining words retrieve, else the corpus's main article (the most passages)."""
+        subject = subject_terms(question)
+        doc = None
+        if len(re.sub(r"\W", "", subject)) >= 2:
+            found = self.index.retrieve(subject, top_k=1)
+            doc = self.index.get_document(found[0].chunk.doc_id) if found else None
+        if doc is None:
+            docs = self.index.documents()
+            if not docs:
+                return False
+            doc = max(docs, key=lambda d: (d.path.startswith("seed") or "/seed/" in d.path,
+                                           len(self.index.chunks_of(d.doc_id))))
+        fact = fact_of(doc, field)
+        chunks = self.index.chunks_of(doc.doc_id)
+        if fact is None or not chunks:
+            return False
+        from index.hybrid import Hit
+
+        value = fact.value if language == "en" else _render(fact.value, language)
+        composed = compose_metadata(Hit(chunks[0], 1.0, None, None, None, None), field, value, language)
+        self._set(answer, composed)
+        return True
+
+    def _extractive_answer(self, answer: Answer, resolution: Resolution, readings: list[Reading],
+                           language: str) -> None:
+        best = readings[0]
+        if best.prediction is None or best.prediction.answerable < self.params.answer_threshold \
+                or best.prediction.end <= best.prediction.start:
             answer.answer = message("not_found", language)
-            answer.citations = nearest_citations(hits, language)
+            answer.citations = nearest_citations([r.hit for r in readings], language)
             answer.answered = False
+            return
+        pred = best.prediction
+        # "第四项建议是什么?" asks for a list item even without a history
+        ordinal = resolution.ordinal if resolution.ordinal is not None else ordinal_of(resolution.question)
+        if ordinal is not None or is_list_question(resolution.question):
+            composed = self._list_answer(best.hit, pred, ordinal, language)
+            if composed is not None:
+                self._set(answer, composed)
+                return
+        self._set(answer, compose_span(best.hit, pred.start, pred.end, language))
+
+    def _list_answer(self, hit, pred: SpanPrediction, ordinal: int | None, language: str) -> Composed | None:
+        """The whole list (or its ordinal-th item) the span sits in, from the document's text."""
+        doc = self.index.get_document(hit.chunk.doc_id)
+        if doc is None:
+            return None
+        pos = hit.chunk.start + pred.start
+        items = list_block(doc.text, pos)
+        if not items:
+            return None
+        holding = next((it for it in items if it.start <= pos <= it.end), None)
+        if holding is not None and (pred.end - pred.start) < 0.5 * (holding.end - holding.start):
+            return None  # a detail inside one item ("新加坡聚焦哪些领域"), not the list itself
+        located = [_locate(self.index.chunks_of(doc.doc_id), hit, it.start, it.end) for it in items]
+        located = [x for x in located if x is not None]
+        if len(located) < 2:
+            return None
+        if ordinal is not None:
+            item = item_at(items, ordinal)
+            if item is None:
+                return None
+            chosen = _locate(self.index.chunks_of(doc.doc_id), hit, item.start, item.end)
+            return compose_list(located, language, ordinal_item=chosen) if chosen else None
+        return compose_list(located, language)
+
+    @staticmethod
+    def _set(answer: Answer, composed: Composed) -> None:
+        answer.answer, answer.citations, answer.span = composed.text, composed.citations, composed.span
+        answer.answered = True
 
     def _llm_answer(self, answer: Answer, question: str, hits, language: str) -> Iterator[dict]:
         from .language import render
@@ -197,20 +294,37 @@ class ChatEngine:
         answer.note = " ".join(notes) or None
 
 
+def _render(text: str, language: str) -> str:
+    from .language import render
+
+    return render(text, language)
+
+
+def _locate(chunks: list, hit, start: int, end: int):
+    """(hit, start, end) of the document range [start, end) inside one chunk: the read
+    passage when it holds it, else the first chunk of the document that does."""
+    from index.hybrid import Hit
+
+    if hit.chunk.start <= start and end <= hit.chunk.end:
+        return hit, start - hit.chunk.start, end - hit.chunk.start
+    for c in chunks:
+        if c.start <= start and end <= c.end:
+            return Hit(c, 0.0, None, None, None, None), start - c.start, end - c.start
+    return None
+
+
 def _llm_citation(hit, n: int, answer_text: str, language: str):
     """Quote the passage sentence that shares the most with the answer sentences citing [n]."""
     from ingest.chunking import split_sentences
-
-    from .terms import simplify
+    from ingest.script import to_simplified
 
     citing = " ".join(line for line in re.split(r"(?<=[。！？.!?\n])", answer_text) if f"[{n}]" in line)
-    grams = _bigrams(simplify(citing))
+    grams = _bigrams(to_simplified(citing).lower())
     spans = split_sentences(hit.chunk.text) or [(0, len(hit.chunk.text))]
-    start, end = max(spans, key=lambda sp: len(grams & _bigrams(simplify(hit.chunk.text[sp[0]:sp[1]]))))
+    start, end = max(spans, key=lambda sp: len(grams & _bigrams(hit.chunk.text[sp[0]:sp[1]].lower())))
     return make_citation(hit, n, start, end, language)
 
 
 def _bigrams(text: str) -> set[str]:
     text = re.sub(r"\s+", "", text)
     return {text[i:i + 2] for i in range(len(text) - 1)}
-

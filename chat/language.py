@@ -90,6 +90,26 @@ _MESSAGES = {
         HANS: "根据文档（其中英文段落引自原文，未翻译）：",
         HANT: "根據文件（其中英文段落引自原文，未翻譯）：",
     },
+    # the reader's short answer (its span) opens the answer, before the sentences around it
+    "short_answer": {HANS: "答：", HANT: "答：", EN: "Answer:"},
+    "short_answer_quoted_zh": {EN: "Answer (quoted from the Chinese source, untranslated):"},
+    "short_answer_quoted_en": {HANS: "答（引自英文原文，未翻译）：", HANT: "答（引自英文原文，未翻譯）："},
+    "list_count": {HANS: "共{k}项：", HANT: "共{k}項：", EN: "{k} items:"},
+    "metadata_date": {
+        HANS: "《{title}》的发布日期是{value}。",
+        HANT: "《{title}》的發布日期是{value}。",
+        EN: "“{title}” was published on {value}.",
+    },
+    "metadata_publisher": {
+        HANS: "《{title}》的发布者/来源是{value}。",
+        HANT: "《{title}》的發布者/來源是{value}。",
+        EN: "“{title}” was published by (source): {value}.",
+    },
+    "metadata_title": {
+        HANS: "这篇文档的标题是《{title}》。",
+        HANT: "這篇文件的標題是《{title}》。",
+        EN: "The document's title is “{title}”.",
+    },
     "not_found": {
         HANS: "抱歉，文档中没有找到这个问题的答案。下面列出的是最接近的段落，仅供参考。",
         HANT: "抱歉，文件中沒有找到這個問題的答案。下面列出的是最接近的段落，僅供參考。",

@@ -38,6 +38,9 @@ class Answer:
     timings_ms: dict = field(default_factory=lambda: {"retrieve": 0.0, "answer": 0.0, "total": 0.0})
     resolved_question: str | None = None  # set when a follow-up was rewritten from the history
     note: str | None = None  # e.g. why an LLM answer fell back to extractive
+    # the reader's short answer: {"text", "citation": n, "start", "end"} with offsets into
+    # citations[n-1].text; None when refused (and for LLM and metadata answers)
+    span: dict | None = None
     evidence: dict | None = field(default=None, repr=False)  # the refusal rule's inputs (tuning, debugging)
 
     def to_dict(self) -> dict:
@@ -48,6 +51,7 @@ class Answer:
             "language": self.language,
             "mode": self.mode,
             "citations": [c.to_dict() for c in self.citations],
+            "span": self.span if self.answered else None,
             "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},
         }
         if self.resolved_question:

@@ -4,14 +4,10 @@ deterministic stand-in for the embedding model)."""
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
 import pytest
 
 from chat import Answer, Citation, QuestionError
-from chat.compose import compose_extractive, render_quote
-from chat.extractive import ExtractiveAnswerer
+from chat.compose import compose_list, compose_metadata, compose_span, evidence_window, render_quote
 from chat.followup import resolve_followup
 from chat.language import EN, HANS, HANT, detect_language, message
 from chat.llm import fence_passages, validate_citations
@@ -165,24 +161,7 @@ def test_fence_defuses_fake_fence_markers():
     assert fenced.count("</passages>") == 1 and fenced.count("</passage>") == 1
 
 
-# --- selection and composition with a stand-in embedder -------------------------------
-class CharNgramEmbedder:
-    """Deterministic bag-of-character-bigram vectors: similar text → similar vector."""
-
-    dim = 256
-
-    def _vec(self, text):
-        v = np.zeros(self.dim, dtype=np.float32)
-        for i in range(len(text) - 1):
-            v[int(hashlib.md5(text[i:i + 2].encode()).hexdigest(), 16) % self.dim] += 1
-        return v / (np.linalg.norm(v) or 1)
-
-    def encode_queries(self, texts, show_progress=False):
-        return np.stack([self._vec(t) for t in texts])
-
-    encode_passages = encode_queries
-
-
+# --- composition from the reader's span, lists, metadata (no model) -----------------------
 class FakeHit:
     def __init__(self, chunk, score=0.03):
         self.chunk, self.score = chunk, score
@@ -196,45 +175,109 @@ DOC = ("报告提出六项关键建议,为中国先进制造业集群迈向世�
        "沙特计划建设21个医疗集群。韩国打造全球最大半导体集群。")
 
 
-def _chunks(text, size, overlap, doc_id="d.txt"):
-    out, start, n = [], 0, 0
-    while start < len(text):
-        end = min(len(text), start + size)
-        out.append(Chunk(doc_id, f"{doc_id}#{n}", "T", "src", "2025-01-01", "", start, end, text[start:end]))
-        if end == len(text):
-            break
-        start, n = end - overlap, n + 1
-    return out
+def _hit(text=DOC, doc_id="d.txt", start=0):
+    return FakeHit(Chunk(doc_id, f"{doc_id}#0", "T", "src", "2025-01-01", "", start, start + len(text), text))
 
 
-def test_overlapping_chunks_do_not_duplicate_sentences():
-    hits = [FakeHit(c) for c in _chunks(DOC, 90, 40)]
-    answerer = ExtractiveAnswerer(CharNgramEmbedder())
-    sentences = answerer.split(hits)
-    spans = [(s.doc_start, s.doc_end) for s in sentences]
-    assert len(spans) == len(set(spans))
-    for a in spans:  # no sentence is a cut-off piece of another
-        assert not any(b != a and b[0] <= a[0] and a[1] <= b[1] for b in spans)
-    assert any("沙特计划建设21个医疗集群" in s.text for s in sentences)
+def _span_of(text, needle):
+    i = text.index(needle)
+    return i, i + len(needle)
 
 
-def test_selection_finds_the_fact_and_composition_cites_it():
-    hits = [FakeHit(c) for c in _chunks(DOC, 400, 0)]
-    extraction = ExtractiveAnswerer(CharNgramEmbedder()).extract("沙特计划建设多少个医疗集群？", hits)
-    assert 1 <= len(extraction.selected) <= 4
-    text, citations = compose_extractive(extraction.selected, HANS)
-    assert text.startswith("根据文档：") and "21个医疗集群" in text
-    for line in text.splitlines():
-        assert line.endswith("[1]")
-    assert citations[0].n == 1 and citations[0].quote in citations[0].text
-    assert citations[0].text == DOC  # the chunk, offsets of the chunk
-    assert (citations[0].start, citations[0].end) == (0, len(DOC))
+def test_span_answer_puts_the_span_first_then_its_sentence_with_offsets_into_the_citation():
+    hit = _hit()
+    s, e = _span_of(DOC, "21个")
+    c = compose_span(hit, s, e, HANS)
+    first, second = c.text.splitlines()
+    assert first == "答：21个[1]" and second.startswith("根据文档：沙特计划建设21个医疗集群。") and second.endswith("[1]")
+    assert c.span == {"text": "21个", "citation": 1, "start": s, "end": e}
+    cit = c.citations[0]
+    assert cit.text[c.span["start"]:c.span["end"]] == "21个" and cit.quote in cit.text
+    assert len(c.text) <= 300
 
 
-def test_ordinal_picks_the_list_item():
-    hits = [FakeHit(c) for c in _chunks(DOC, 400, 0)]
-    extraction = ExtractiveAnswerer(CharNgramEmbedder()).extract("报告提出了哪六项关键建议——第三项是什么？", hits, ordinal=3)
-    assert [s.text for s in extraction.selected] == ["3. 推进尖端技术研究突破,形成集群创新发展优势;"]
+def test_evidence_window_takes_a_neighbour_for_a_short_sentence_and_cuts_a_long_one():
+    text = "短句。这是下一句，讲了细节。第三句。"
+    a, b = evidence_window(text, 0, 2)
+    assert text[a:b] == "短句。这是下一句，讲了细节。"
+    long = "甲" * 400 + "答案" + "乙" * 400 + "。"
+    a, b = evidence_window(long, 400, 402)
+    assert a <= 400 and b >= 402 and b - a <= 240
+
+
+def test_traditional_span_is_rendered_and_still_points_into_the_rendered_citation():
+    hit = _hit()
+    s, e = _span_of(DOC, "医疗集群")
+    c = compose_span(hit, s, e, HANT)
+    assert c.span["text"] == "醫療集群" and c.citations[0].text[c.span["start"]:c.span["end"]] == "醫療集群"
+    assert c.text.startswith("答：醫療集群[1]") and "根據文件：" in c.text
+
+
+def test_english_asker_gets_marked_quotes_of_chinese_source():
+    s, e = _span_of(DOC, "21个")
+    c = compose_span(_hit(), s, e, EN)
+    first, second = c.text.splitlines()
+    assert first == "Answer (quoted from the Chinese source, untranslated): “21个” [1]"
+    assert second.startswith("According to the documents (quoted from the Chinese source, untranslated): “")
+
+
+def test_chinese_asker_over_english_passage_is_told_it_is_quoted():
+    text = "With over 200 members and around 30 projects, it's OWL is a leading-edge cluster."
+    s, e = _span_of(text, "over 200 members")
+    c = compose_span(_hit(text, "en.txt"), s, e, HANS)
+    assert c.text.startswith("答（引自英文原文，未翻译）：over 200 members[1]")
+
+
+def test_list_block_and_items():
+    from chat.lists import is_list_question, item_at, list_block
+
+    items = list_block(DOC, DOC.index("助推"))
+    assert [DOC[i.start:i.end][:2] for i in items] == ["1.", "2.", "3.", "4."]
+    assert list_block(DOC, 3) == items  # the line that introduces the list
+    assert list_block(DOC, DOC.index("沙特")) == []
+    assert DOC[item_at(items, 3).start:].startswith("3. 推进") and DOC[item_at(items, -1).start:].startswith("4.")
+    assert is_list_question("报告提出了哪六项关键建议？") and is_list_question("What are the recommendations?")
+    assert not is_list_question("沙特计划建设多少个医疗集群？")
+
+
+def test_list_answer_has_the_count_and_every_item_cited():
+    from chat.lists import list_block
+
+    hit = _hit()
+    items = [(hit, it.start, it.end) for it in list_block(DOC, 3)]
+    c = compose_list(items, HANS)
+    lines = c.text.splitlines()
+    assert lines[0] == "根据文档：共4项：" and len(lines) == 5
+    assert all(line.endswith("[1]") for line in lines[1:]) and "4. 加速集群净零碳转型" in c.text
+
+
+@pytest.mark.parametrize("question, field", [
+    ("这篇文章是哪天发布的？", "date"), ("這篇文章是哪天發布的？", "date"),
+    ("When was this article published?", "date"), ("Who published the report?", "publisher"),
+    ("本文由谁发布？", "publisher"), ("这篇文章的来源是什么？", "publisher"),
+    ("What is the title of the article?", "title"),
+    ("报告在哪里发布？", None),  # a place in the text, not metadata
+    ("沙特计划建设多少个医疗集群？", None), ("In which city was the 2023 report released?", None),
+])
+def test_metadata_questions(question, field):
+    from chat.metadata import metadata_field
+
+    assert metadata_field(question) == field
+
+
+def test_metadata_answer_cites_the_document():
+    c = compose_metadata(_hit(), "date", "2025-01-01", EN)
+    assert c.text == "“T” was published on 2025-01-01. [1]" and c.citations[0].doc_id == "d.txt"
+
+
+def test_publisher_falls_back_to_the_source_host():
+    from chat.metadata import publisher_of
+    from ingest.records import Document
+
+    doc = Document("d", "T", "https://www.example.org/a/b", "", "zh", "x", "x", meta={"publisher": "sp20241122"})
+    assert publisher_of(doc) == "www.example.org"
+    doc.meta["publisher"] = "人民日报"
+    assert publisher_of(doc) == "人民日报"
 
 
 def test_traditional_rendering_keeps_quote_inside_text():
@@ -242,248 +285,14 @@ def test_traditional_rendering_keeps_quote_inside_text():
     assert quote in text and "醫療" in quote and "計劃" in quote
 
 
-def test_english_asker_gets_marked_quotes_of_chinese_source():
-    hits = [FakeHit(c) for c in _chunks(DOC, 400, 0)]
-    extraction = ExtractiveAnswerer(CharNgramEmbedder()).extract("沙特计划建设多少个医疗集群", hits)
-    text, _ = compose_extractive(extraction.selected, EN)
-    assert text.startswith("According to the documents (quoted from the Chinese source, untranslated):")
-    assert "“" in text and text.splitlines()[0].endswith("” [1]")
-
-
-def test_mixed_language_evidence_gets_an_opening_that_says_which_part_is_quoted():
-    zh = FakeHit(Chunk("zh.txt", "zh.txt#0", "T", "src", "2025-01-01", "", 0, 14, "沙特计划建设21个医疗集群。"))
-    en = FakeHit(Chunk("en.txt", "en.txt#0", "T", "src", "2025-01-01", "", 0, 36, "Saudi Arabia plans 21 health clusters."))
-    extraction = ExtractiveAnswerer(CharNgramEmbedder()).extract("沙特计划建设多少个医疗集群", [zh, en])
-    both = [s for s in extraction.candidates if s.text.startswith(("沙特", "Saudi"))]
-    assert len(both) == 2
-    text_en, _ = compose_extractive(both, EN)
-    assert text_en.startswith("According to the documents (the Chinese passages are quoted untranslated):")
-    assert "“沙特计划建设21个医疗集群。”" in text_en and "Saudi Arabia plans 21 health clusters. [" in text_en
-    text_zh, _ = compose_extractive(both, HANS)
-    assert text_zh.startswith("根据文档（其中英文段落引自原文，未翻译）：")
-    text_hant, _ = compose_extractive(both, HANT)
-    assert text_hant.startswith("根據文件（其中英文段落引自原文，未翻譯）：")
-
-
 def test_answer_to_dict_has_the_contract_keys():
     c = Citation(1, "d", "t", "s", "2025-01-01", "d#0", "text", "te", 0, 4, 0.5)
-    a = Answer("q", "a [1]", True, HANS, "extractive", [c], resolved_question="rq")
+    a = Answer("q", "a [1]", True, HANS, "extractive", [c], resolved_question="rq",
+               span={"text": "te", "citation": 1, "start": 0, "end": 2})
     d = a.to_dict()
-    assert set(d) >= {"question", "answer", "answered", "language", "mode", "citations", "timings_ms"}
+    assert set(d) >= {"question", "answer", "answered", "language", "mode", "citations", "timings_ms", "span"}
     assert set(d["citations"][0]) == {"n", "doc_id", "title", "source", "date", "chunk_id", "text",
                                       "quote", "start", "end", "score"}
-    assert set(d["timings_ms"]) == {"retrieve", "answer", "total"} and d["resolved_question"] == "rq"
-
-
-# --- context credit, number questions, the refusal rule, the query-vector memo ------------
-FISH = ("加利福尼亚滑银汉鱼为辐鳍鱼纲银汉鱼目银汉鱼科的一种。本鱼体淡青色，半透明，体长可达15公分。"
-        "常成群游泳于近岸。")
-
-
-def test_context_credit_lets_an_anaphoric_sentence_cover_the_subject():
-    chunk = Chunk("fish.txt", "fish.txt#0", "加利福尼亚滑银汉鱼", "src", "", "", 0, len(FISH), FISH)
-    question = "加利福尼亚滑银汉鱼的体长是多少？"
-
-    def lexical(credit):
-        extraction = ExtractiveAnswerer(CharNgramEmbedder(), context_credit=credit).extract(question, [FakeHit(chunk)])
-        return {s.text[:6]: s.lexical for s in extraction.candidates}, extraction
-
-    without, _ = lexical(0.0)
-    with_credit, extraction = lexical(0.8)
-    # "本鱼…体长可达15公分" gets credit for the subject named in the title and first sentence
-    assert with_credit["本鱼体淡青色"] > without["本鱼体淡青色"]
-    assert with_credit["本鱼体淡青色"] > with_credit["加利福尼亚滑"]
-    assert any("15公分" in s.text for s in extraction.selected)
-
-
-@pytest.mark.parametrize("question, expected", [
-    ("适合行走香港仔水塘道的巴士有哪几种？", False),  # which ones: a list
-    ("徐展堂1993年当选了第几届全国政协常委？", True),
-    ("澉浦镇的人口是多少？", True),
-    ("亚麻适宜生活在什么气候？", False),
-])
-def test_number_questions(question, expected):
-    from chat.terms import expects_number
-
-    assert expects_number(question) is expected
-
-
-def test_ordinals_and_counted_chinese_numerals_are_numbers():
-    from chat.terms import has_number, number_near_subject, question_terms
-
-    assert has_number("当选为第八届全国政协常委") and has_number("共有三座桥") and not has_number("当选为常委")
-    question = "徐展堂1993年当选了第几届全国政协常委？"
-    terms = question_terms(question)
-    weights = {t: 1.0 for t in terms}
-    assert number_near_subject(question, terms, weights, ["徐展堂1993年当选为第八届全国政协常委"])
-    assert not number_near_subject(question, terms, weights, ["徐展堂1993年当选为全国政协常委"])  # only the asked 1993
-
-
-def _evidence(**kw):
-    from chat.refusal import Evidence
-
-    base = dict(coverage=0.0, missing=1.0, best_dense=0.85, dense_margin=0.02, best_second=0.2,
-                cross_lingual=False, number_expected=False, number_found=False, agreement=False)
-    return Evidence(**{**base, **kw})
-
-
-def test_rule_answers_on_terms_or_a_standout_semantic_match_and_refuses_otherwise():
-    from chat.refusal import AnswerabilityRule
-
-    rule = AnswerabilityRule()
-    assert rule.decide(_evidence(coverage=0.9, missing=0.1))
-    assert rule.decide(_evidence(best_dense=0.95, dense_margin=0.10, best_second=0.4))  # few shared terms
-    assert not rule.decide(_evidence(best_dense=0.95, dense_margin=0.01, best_second=0.4))  # so is everything else
-    assert not rule.decide(_evidence(best_dense=0.95, dense_margin=0.10, best_second=0.2))  # USE disagrees
-    assert not rule.decide(_evidence(coverage=0.9, missing=0.1, number_expected=True))  # how many? no number
-    assert rule.decide(_evidence(cross_lingual=True, best_second=0.5))
-    assert not rule.decide(_evidence(cross_lingual=True, best_second=0.1))
-    assert rule.decide(_evidence(list_item=True))
-    assert not rule.decide(None)
-
-
-class CountingEmbedder(CharNgramEmbedder):
-    model_id = "counting"
-
-    def __init__(self):
-        self.calls = []
-
-    def encode_queries(self, texts, show_progress=False):
-        self.calls.append(list(texts))
-        return super().encode_queries(texts)
-
-
-def test_query_vector_memo_encodes_a_question_once_and_passes_everything_else_through():
-    from chat.querycache import QueryVectorMemo, query_text, share_query_vectors
-
-    inner = CountingEmbedder()
-    memo = QueryVectorMemo(inner)
-    first = memo.encode_queries(["沙特计划建设多少个医疗集群？"])
-    again = memo.encode_queries(["沙特计划建设多少个医疗集群？"])
-    assert np.array_equal(first, again) and len(inner.calls) == 1
-    both = memo.encode_queries(["沙特计划建设多少个医疗集群？", "韩国呢？"])
-    assert inner.calls[-1] == ["韩国呢？"] and np.array_equal(both[0], first[0])
-    assert memo.dim == 256 and memo.model_id == "counting" and memo.encode_passages(["x"]).shape == (1, 256)
-    memo.prime(["韓國打造了什麼集群？"])
-    assert inner.calls[-1] == [query_text("韓國打造了什麼集群？")] == ["韩国打造了什么集群？"]
-    memo.forget()  # benchmarks time questions as new: the next call runs the model again
-    calls = len(inner.calls)
-    memo.encode_queries(["沙特计划建设多少个医疗集群？"])
-    assert len(inner.calls) == calls + 1
-
-    class Index:
-        embedder = inner
-    index = Index()
-    assert share_query_vectors(index) is share_query_vectors(index) is index.embedder
-
-
-# --- sentence features (chat/sentencerank.py) ---------------------------------------------
-
-def _sentence(text, rank=0, start=0, dense=0.8, second=0.3, lexical=0.0, doc="d.txt"):
-    from types import SimpleNamespace
-
-    from chat.terms import simplify
-
-    return SimpleNamespace(text=text, simple=simplify(text), hit_rank=rank, doc_start=start, dense=dense,
-                           second=second, lexical=lexical, doc_id=doc)
-
-
-def test_sentence_features_measure_what_they_name():
-    from chat.sentencerank import FEATURES, feature_matrix
-
-    question = "海军十字勋章大约被授予了多少次？"
-    sentences = [
-        _sentence("海军十字勋章建立于1919年2月4日。", start=0, dense=0.90, lexical=0.6),
-        _sentence("自从其创建以来，大约被授予了6,300次以上。", start=20, dense=0.85, lexical=0.3),
-        _sentence("参见", rank=1, start=50, dense=0.70),
-        _sentence("The Navy Cross was established in 1919.", rank=2, start=0, dense=0.80, second=0.6, doc="e.txt"),
-    ]
-    rows = feature_matrix(question, sentences, previous=[None, 0, None, None])
-    f = {name: rows[:, i] for i, name in enumerate(FEATURES)}
-    assert f["number_for_count"].tolist() == [1.0, 1.0, 0.0, 1.0]  # "多少次" asks for a number
-    assert f["date_for_when"].tolist() == [0.0] * 4  # not a "when" question
-    # bigrams: 海军…勋章 in the first sentence, 大约被授予了 in the second, none in the English one
-    assert f["gram_coverage"][0] > 0 and f["gram_coverage"][1] > 0 and f["gram_coverage"][3] == 0
-    assert f["common_run"][1] == pytest.approx(len("大约被授予了") / len("海军十字勋章大约被授予了次"))
-    assert f["previous_gram_coverage"][1] == f["gram_coverage"][0] and f["previous_coverage"][1] == 0.6
-    assert f["previous_coverage"][0] == 0 and f["fragment"].tolist() == [0.0, 0.0, 1.0, 0.0]
-    assert f["rank_prior"].tolist() == pytest.approx([1.0, 1.0, 0.5, 1 / 3])
-    assert f["document_start"].tolist() == [1.0, 0.0, 0.0, 1.0]
-    assert f["dense_z"][0] == max(f["dense_z"]) and abs(f["dense_z"].mean()) < 1e-9
-    # only the English sentence is in the other language than the question
-    assert f["other_language_use_z"][:3].tolist() == [0.0] * 3 and f["other_language_use_z"][3] == f["use_z"][3]
-    assert f["other_language_rank_prior"][3] == pytest.approx(1 / 3)
-
-
-def test_when_question_rewards_dates():
-    from chat.sentencerank import FEATURES, feature_matrix
-
-    rows = feature_matrix("三元桥站是什么时候投入使用的？",
-                          [_sentence("2008年7月19日随10号线开通。"), _sentence("三元桥站位于朝阳区。", start=20)],
-                          previous=[None, None])
-    assert rows[:, FEATURES.index("date_for_when")].tolist() == [1.0, 0.0]
-
-
-def test_fitted_weights_must_match_the_features(tmp_path):
-    import json
-
-    from chat.sentencerank import FEATURES, load_fitted
-
-    good = {"features": list(FEATURES), "weights": [0.0] * len(FEATURES),
-            "selection": {"margin": 4, "neighbour_bonus": 1, "new_passage_penalty": 0}}
-    (tmp_path / "w.json").write_text(json.dumps(good))
-    assert load_fitted(tmp_path / "w.json").margin == 4.0
-    (tmp_path / "bad.json").write_text(json.dumps({**good, "features": list(FEATURES[:-1])}))
-    with pytest.raises(ValueError, match="sentence_calibration"):
-        load_fitted(tmp_path / "bad.json")
-
-
-def test_sentence_weight_fit_learns_which_feature_marks_the_answer():
-    from eval.sentence_calibration import fit_weights
-
-    rng = np.random.default_rng(0)
-    rows = []
-    for _ in range(60):  # feature 0 marks the gold sentence, feature 1 is noise
-        F = rng.normal(size=(8, 2))
-        gold = np.zeros(8)
-        g = int(rng.integers(8))
-        F[g, 0] += 3.0
-        gold[g] = 1.0
-        rows.append({"features": F, "gold": gold})
-    w = fit_weights(rows)
-    assert w[0] > 1.0 and abs(w[1]) < 0.5 * w[0]
-
-
-def test_english_reranking_scores_a_passage_by_its_best_sentence_too():
-    from chat.crosslingual import CrossLingualReranker
-
-    class FakeUSE(CharNgramEmbedder):
-        def encode(self, texts):
-            return self.encode_queries(texts)
-
-        def encode_query(self, text):
-            return self._vec(text)
-
-    filler = "".join(f"第{i}段介绍当地交通、气候与人口的一般情况。" for i in range(12))
-    long_with_answer = Chunk("a.txt", "a.txt#0", "T", "src", "2025-01-01", "", 0, 0,
-                             filler + "报告提炼出五大关键词:跨国合作、第三方治理。")
-    short_related = Chunk("b.txt", "b.txt#0", "T", "src", "2025-01-01", "", 0, 0, "关键词与报告的关系说明。")
-    other = Chunk("c.txt", "c.txt#0", "T", "src", "2025-01-01", "", 0, 0, "天气预报说明天下雨。")
-    hits = [FakeHit(other), FakeHit(short_related), FakeHit(long_with_answer)]
-    asked = []
-
-    def sentence_vectors(texts):
-        asked.extend(texts)
-        return FakeUSE().encode(texts)
-
-    use = FakeUSE()
-    reranker = CrossLingualReranker(use, sentence_vectors, keep=0)
-    question = "报告提炼出的五大关键词"
-    q = use.encode_query(question)
-    best = reranker._best_sentence_similarity(hits, q)
-    # per passage: the highest cosine of any of its sentences, from the given sentence vectors
-    assert best[2] == pytest.approx(float(use._vec("报告提炼出五大关键词:跨国合作、第三方治理。") @ q), rel=1e-5)
-    assert "报告提炼出五大关键词:跨国合作、第三方治理。" in asked and best[2] > best[1] > best[0]
-    whole = use.encode([h.chunk.text for h in hits]) @ q
-    assert whole[2] < whole[1]  # the filler blurs the long passage's whole-text vector ...
-    assert reranker.rerank(question, hits, 1)[0].chunk.doc_id == "a.txt"  # ... its best sentence lifts it
+    assert d["span"]["citation"] == 1 and d["resolved_question"] == "rq"
+    a.answered = False
+    assert a.to_dict()["span"] is None  # null when refused

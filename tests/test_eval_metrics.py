@@ -137,39 +137,14 @@ def test_summarize_means_over_applicable_questions():
     assert summarize([])["hit@1"] is None
 
 
-def _calibration_records(coverages_pos, coverages_neg):
-    def rec(i, cov, answerable):
-        evidence = {"coverage": cov, "missing": 0.0, "best_dense": 0.0, "dense_margin": 0.0, "best_second": 0.0,
-                    "cross_lingual": False, "number_expected": False, "number_found": False, "agreement": True}
-        return {"id": f"q{i}", "answerable": answerable, "contains": answerable, "evidence": evidence}
 
-    return ([rec(i, c, True) for i, c in enumerate(coverages_pos)]
-            + [rec(100 + i, c, False) for i, c in enumerate(coverages_neg)])
+def test_em_f1_official_normalisations():
+    from eval.em_f1 import em_f1
 
-
-def _write_jsonl(path, records):
-    import json
-
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-
-
-def test_refusal_fit_picks_the_threshold_that_separates(tmp_path):
-    from eval.refusal_calibration import fit
-
-    # answerables cover ≥ 0.62 of the question's terms; one unanswerable covers 0.57, so only
-    # min_coverage 0.6 answers every answerable and refuses every unanswerable
-    _write_jsonl(tmp_path / "dev.jsonl", _calibration_records([0.62, 0.7, 0.8, 0.9, 1.0], [0.3, 0.57, 0.5]))
-    _write_jsonl(tmp_path / "cmrc_tune.jsonl", _calibration_records([0.65, 0.75, 0.85, 0.95] * 3, [0.2, 0.4, 0.57] * 3))
-    result = fit(tmp_path)
-    assert result["rule"]["min_coverage"] == 0.6
-    assert result["figures"]["dev"]["refusal_accuracy"] == 1.0
-    assert result["figures"]["cmrc_tune"]["answer_recall"] == 1.0 and result["figures"]["cmrc_tune"]["refused_share"] == 1.0
-
-
-def test_refusal_fit_says_when_no_thresholds_meet_the_constraints(tmp_path):
-    from eval.refusal_calibration import fit
-
-    # answerables cover less than the unanswerables: no rule can be right on 90 % of dev
-    _write_jsonl(tmp_path / "dev.jsonl", _calibration_records([0.1, 0.2, 0.3], [0.9, 0.95, 1.0]))
-    _write_jsonl(tmp_path / "cmrc_tune.jsonl", _calibration_records([0.1, 0.2], [0.9, 1.0]))
-    assert "error" in fit(tmp_path)
+    assert em_f1("The Denver Broncos", ["Denver Broncos"]) == (1.0, 1.0)  # SQuAD drops articles
+    assert em_f1("Broncos", ["Denver Broncos"])[1] == pytest.approx(2 / 3)
+    assert em_f1("光荣和ω-force", ["光荣和ω-force"]) == (1.0, 1.0)
+    em, f1 = em_f1("1995年", ["1995"])  # CMRC: each Han character a token, digit runs one token
+    assert em == 0.0 and f1 == pytest.approx(2 / 3)
+    assert em_f1("臺灣大學", ["台湾大学"])[0] == 1.0  # Traditional compared in Simplified
+    assert em_f1("", ["x"]) == (0.0, 0.0)

