@@ -80,6 +80,10 @@ class ChatEngine:
         for q, v in zip(texts, self.index.embed_queries(texts)):
             self._primed[q] = v
 
+    def read_passages(self, question: str, top_k: int | None = None) -> list[Reading]:
+        """Retrieve and read as ask() does, without composing (calibration, benchmarks)."""
+        return self._read(question, self._retrieve(question, top_k or self.settings.top_k))
+
     @property
     def mode(self) -> str:
         return "llm" if self.llm else "extractive"
@@ -171,8 +175,11 @@ class ChatEngine:
     def _read(self, question: str, hits: list) -> list[Reading]:
         """The reader reads the top passages; they are re-ordered by its answerability plus
         the weighted retrieval score; passages not read keep their order after them."""
+        from ingest.script import to_simplified
+
         n = min(len(hits), self.settings.reader_passages)
-        predictions = self.reader.read(question, [h.chunk.text for h in hits[:n]])
+        # passages are canonical Simplified and the reader was trained on Simplified text
+        predictions = self.reader.read(to_simplified(question), [h.chunk.text for h in hits[:n]])
         w = self.params.rerank_retrieval_weight
         read = [Reading(h, p, p.answerable + w * float(h.score)) for h, p in zip(hits, predictions)]
         read.sort(key=lambda r: -r.rank_score)

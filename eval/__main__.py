@@ -25,13 +25,27 @@ def cmd_squad(args) -> int:
     summary = run_squad(args.file, args.out, settings=settings, retrieval_only=args.retrieval_only,
                         limit=args.limit, seed=args.seed, top_k=args.top_k, corpus=args.corpus,
                         progress=not args.quiet, rebuild=args.rebuild,
-                        answer_limit=args.answer_limit)
+                        answer_limit=args.answer_limit, questions_from=args.questions_from,
+                        unindexed_share=args.unindexed_share)
     cfg = summary["config"]
     built = "cached" if cfg["index_cached"] else f"built in {cfg['index_build_s']} s"
     print(f"{summary['benchmark']} ({summary['language']}): {summary['n']} questions, {cfg['paragraphs']} paragraphs, "
           f"{cfg['chunks']} chunks, index {built}")
     print(summary["table"])
     print(f"wrote {args.out}/summary.json, questions.jsonl, table.md")
+    return 0
+
+
+def cmd_split(args) -> int:
+    """The held-out part of each training file (eval/splits.py): what the figures that say
+    "held-out split" were measured on; nothing was fitted on them."""
+    from eval import splits
+
+    out = Path(args.out)
+    for source in ("cmrc_trial", "drcd", "squad", "xquad_en", "xquad_zh"):
+        rows = splits.split(source, splits.load(source), "held_out")
+        path = splits.write_squad(rows, out / f"{source}_held_out.json")
+        print(f"{path}: {len(rows)} questions, {len({r.article for r in rows})} articles")
     return 0
 
 
@@ -105,7 +119,15 @@ def main(argv=None) -> int:
                    help="index every paragraph of the file (default) or only the sampled questions' paragraphs")
     s.add_argument("--rebuild", action="store_true", help="rebuild the cached benchmark index")
     s.add_argument("--answer-limit", type=int, help="ask the chat engine only a stratified N of the sampled questions")
+    s.add_argument("--questions-from", help="a SQuAD file with the same question ids whose questions are asked "
+                                            "instead (cross-language: XQuAD zh questions over en paragraphs)")
+    s.add_argument("--unindexed-share", type=float, default=0.0,
+                   help="leave this share of the articles out of the index; their questions must be refused")
     s.set_defaults(func=cmd_squad)
+
+    sp_ = sub.add_parser("split", help="write ClusterQA's held-out split of the training files (SQuAD format)")
+    sp_.add_argument("--out", required=True)
+    sp_.set_defaults(func=cmd_split)
 
     c = sub.add_parser("convert", help="convert a SQuAD-format file to Traditional (s2twp) or Simplified")
     c.add_argument("file")

@@ -14,7 +14,8 @@ from eval.normalize import normalize
 
 HIT_KS = (1, 3, 5)
 MRR_K = 10
-METRIC_KEYS = ("hit@1", "hit@3", "hit@5", "mrr@10", "answer_recall", "refusal_accuracy", "citation_precision")
+METRIC_KEYS = ("hit@1", "hit@3", "hit@5", "mrr@10", "answer_recall", "em", "f1", "refusal_accuracy",
+               "citation_precision")
 
 
 def answer_groups(answers) -> list[list[str]]:
@@ -105,6 +106,7 @@ def score_question(
     answers=None,
     relevant_flags: Sequence[bool] | None = None,
     latency_ms: float | None = None,
+    span_text: str | None = None,
 ) -> dict:
     """All metrics of one question.
 
@@ -112,7 +114,9 @@ def score_question(
     `relevant_flags` overrides the matcher for ranking (e.g. SQuAD: right paragraph
     AND contains the answer). Retrieval and citation metrics apply to answerable
     questions with something to match; answer recall and citation precision only
-    to questions the system answered; refusal accuracy to every question.
+    to questions the system answered; refusal accuracy to every question. EM/F1
+    (eval/em_f1.py) score `span_text`, the short answer, against the alternatives of a
+    single answer group (0 when refused; None for multi-part answers).
     """
     rec: dict = {"rank": None}
     if relevant_flags is None and matcher is not None:
@@ -127,6 +131,12 @@ def score_question(
         recall = answer_recall(answer_text, answers)
         if recall is not None:
             rec["answer_recall"] = recall if answered else 0.0
+    rec["em"] = rec["f1"] = None
+    groups = answer_groups(answers)
+    if answerable and len(groups) == 1:
+        from eval.em_f1 import em_f1
+
+        rec["em"], rec["f1"] = em_f1(span_text or "", groups[0]) if answered else (0.0, 0.0)
     rec["refusal_accuracy"] = float(answered == answerable)
     rec["citation_precision"] = citation_precision(cited, matcher) if (answerable and answered) else None
     rec["latency_ms"] = latency_ms

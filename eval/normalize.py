@@ -64,3 +64,8 @@ def contains_any(haystack: str, needles) -> bool:
         if n and n in h:
             return True
     return False
+
+
+def has_han(text: str) -> bool:
+    """True when the text holds a Chinese (Han) character."""
+    return any("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in text)

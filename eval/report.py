@@ -24,9 +24,9 @@ def summary_table(summary: dict, label: str = "all") -> str:
         lines.append(f"| {name} | " + " | ".join(_fmt(s.get(k), k) for k in COLUMNS) + " |")
 
     row(label, summary)
-    for group in ("by_language", "by_kind"):
+    for group in ("by_language", "by_language_pair", "by_kind"):
         for name, s in (summary.get(group) or {}).items():
-            row(f"{group[3:]}: {name}", s)
+            row(f"{group[3:].replace('_', ' ')}: {name}", s)
     return "\n".join(lines)
 
 

@@ -68,10 +68,12 @@ def evaluate_question(q: dict, ad: dict, latency_ms: float) -> dict:
         answerable=q["answerable"], answered=answered, answer_text=strip_markers(ad.get("answer", "")),
         passages=[passage_text(p) for p in passages], cited=[passage_text(c) for c in cites],
         matcher=matcher, answers=q.get("answers"), latency_ms=latency_ms,
+        span_text=(ad.get("span") or {}).get("text"),
     )
     return {
         "id": q["id"], "question": q["question"], "history": q.get("history") or [],
         "language": language_of(q), "kind": kind_of(q), "answerable": q["answerable"],
+        "language_pair": language_pair(q, cites),
         "answers": q.get("answers"), "gold": q.get("gold"),
         "answer": ad.get("answer", ""), "answered": answered,
         "resolved_question": ad.get("resolved_question"),
@@ -81,6 +83,17 @@ def evaluate_question(q: dict, ad: dict, latency_ms: float) -> dict:
         "server_timings_ms": ad.get("timings_ms"),
         **metrics,
     }
+
+
+def language_pair(q: dict, cites: list[dict]) -> str:
+    """"zh>en" etc.: the question's language and that of the passage it was answered from
+    (the first citation; "none" when nothing was cited)."""
+    from eval.normalize import has_han
+
+    asked = "en" if language_of(q) == "en" else "zh"
+    if not cites:
+        return f"{asked}>none"
+    return f"{asked}>{'zh' if has_han(str(cites[0].get('text') or '')) else 'en'}"
 
 
 def run_questions(questions: list[dict], asker, progress: bool = True, label: str = "ask") -> list[dict]:
@@ -122,6 +135,7 @@ def summarize_run(results: list[dict], config: dict) -> dict:
     summary["errors"] = sum(1 for r in results if r.get("error"))
     summary["by_language"] = breakdown(results, "language")
     summary["by_kind"] = breakdown(results, "kind")
+    summary["by_language_pair"] = breakdown(results, "language_pair")
     summary["config"] = config
     return summary
 

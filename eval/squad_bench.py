@@ -14,7 +14,7 @@ from eval.progress import BuildProgress, bar
 from eval.squad import SquadSet, benchmark_index, load_squad, paragraph_of_doc, settings_fingerprint, stratified_sample
 
 MODES = ("dense", "bm25", "hybrid")
-CONTRACT_KEYS = ("n", "hit@1", "hit@3", "hit@5", "mrr@10", "answer_recall", "refusal_accuracy",
+CONTRACT_KEYS = ("n", "hit@1", "hit@3", "hit@5", "mrr@10", "answer_recall", "em", "f1", "refusal_accuracy",
                  "citation_precision", "latency_ms_p50", "latency_ms_p95")
 
 
@@ -72,11 +72,12 @@ def answer_pass(engine, questions, top_k: int | None = None, progress: bool = Tr
                 answerable=q.answerable, answered=bool(ad.get("answered")), answer_text=answer_text,
                 passages=[passage_text(p) for p in passages], cited=[], matcher=None, answers=q.answers,
                 relevant_flags=[_relevant(p, q) for p in passages], latency_ms=latency,
+                span_text=(ad.get("span") or {}).get("text"),
             )
             if ad.get("answered") and cites:
                 rec["citation_precision"] = sum(_relevant(c, q) for c in cites) / len(cites)
             rec["server_timings_ms"] = ad.get("timings_ms")
-            rec.update(answer=ad.get("answer", ""), answered=bool(ad.get("answered")),
+            rec.update(answer=ad.get("answer", ""), answered=bool(ad.get("answered")), answerable=q.answerable,
                        answer_sentences=sentence_count(ad.get("answer", "")) if ad.get("answered") else None,
                        cited=[passage_id(c) for c in cites], retrieved=[passage_id(p) for p in passages])
             records.append(rec)
@@ -84,8 +85,43 @@ def answer_pass(engine, questions, top_k: int | None = None, progress: bool = Tr
     return records
 
 
+def replace_questions(squad: SquadSet, other: SquadSet) -> SquadSet:
+    """This file's paragraphs and answers with `other`'s question texts (same ids)."""
+    from dataclasses import replace
+
+    texts = {q.id: q.question for q in other.questions}
+    kept = [replace(q, question=texts[q.id]) for q in squad.questions if q.id in texts]
+    if not kept:
+        raise ValueError("the two files share no question ids")
+    return SquadSet(squad.path, squad.sha256, squad.paragraphs, kept)
+
+
+def drop_articles(squad: SquadSet, share: float, seed: int) -> SquadSet:
+    """Mark the questions of a seeded `share` of the articles unanswerable; run_squad then
+    indexes only the other articles' paragraphs."""
+    import random
+    from dataclasses import replace
+
+    articles = sorted({k.split("p")[0] for k in squad.paragraphs})
+    dropped = set(random.Random(seed).sample(articles, max(1, round(share * len(articles)))))
+    qs = [replace(q, answerable=q.paragraph.split("p")[0] not in dropped) for q in squad.questions]
+    return SquadSet(squad.path, squad.sha256, squad.paragraphs, qs)
+
+
+def _share(recs: list[dict], answered: bool) -> float | None:
+    return round(sum(1 for r in recs if bool(r["answered"]) == answered) / len(recs), 4) if recs else None
+
+
+def _lang(texts) -> str:
+    from eval.normalize import has_han
+
+    texts = list(texts)[:50]
+    return "zh" if sum(has_han(t) for t in texts) * 2 > len(texts) else "en"
+
+
 def format_table(rows: dict[str, dict], keys=("hit@1", "hit@3", "hit@5", "mrr@10")) -> str:
-    extra = [k for k in ("paragraph_hit@1", "paragraph_mrr@10", "answer_recall", "citation_precision", "ms_per_query",
+    extra = [k for k in ("paragraph_hit@1", "paragraph_mrr@10", "answer_recall", "em", "f1", "refusal_accuracy",
+                         "citation_precision", "ms_per_query",
                          "latency_ms_p50", "latency_ms_p95")
              if any(r.get(k) is not None for r in rows.values())]
     cols = list(keys) + extra
@@ -101,16 +137,28 @@ def format_table(rows: dict[str, dict], keys=("hit@1", "hit@3", "hit@5", "mrr@10
 
 def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: int | None = None, seed: int = 0,
               top_k: int = 10, modes=MODES, corpus: str = "file", progress: bool = True, squad: SquadSet | None = None,
-              engine_factory=None, rebuild: bool = False, answer_limit: int | None = None) -> dict:
-    """Run the benchmark and write summary.json, questions.jsonl and table.md into out_dir."""
+              engine_factory=None, rebuild: bool = False, answer_limit: int | None = None,
+              questions_from=None, unindexed_share: float = 0.0) -> dict:
+    """Run the benchmark and write summary.json, questions.jsonl and table.md into out_dir.
+
+    `questions_from`: another SQuAD file with the same question ids whose question texts
+    replace this file's (XQuAD: Chinese questions over the English paragraphs). 
+    `unindexed_share`: that share of the articles (seeded) is left out of the index and
+    their questions become unanswerable: what "not in the documents" looks like."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     squad = squad or load_squad(path)
+    if questions_from:
+        squad = replace_questions(squad, load_squad(questions_from))
+    if unindexed_share:
+        squad = drop_articles(squad, unindexed_share, seed)
     questions = stratified_sample(squad.questions, limit, seed)
     answerable = [q for q in questions if q.answerable]
     # "file": every paragraph is a document (the benchmark proper); "sample": only the
     # sampled questions' paragraphs (a smaller, faster corpus, e.g. for the CI gate).
-    keys = sorted(squad.paragraphs) if corpus == "file" else sorted({q.paragraph for q in questions})
+    indexed = {q.paragraph for q in questions if q.answerable}
+    keys = (sorted(k for k in squad.paragraphs if k in indexed or not unindexed_share) if corpus == "file"
+            else sorted(indexed))
 
     t0 = time.perf_counter()
     bp = BuildProgress(progress)
@@ -155,13 +203,22 @@ def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: i
         answer_row["answer_sentences_p95"] = percentile(sents, 95)
         mode_rows["clusterqa (chat)"] = answer_row
 
+    if answer_row and unindexed_share:
+        answer_row["answerable_answered"] = _share([r for r in recs if r["answerable"]], True)
+        answer_row["unindexed_refused"] = _share([r for r in recs if not r["answerable"]], False)
     headline = answer_row or mode_rows.get("hybrid") or next(iter(mode_rows.values()))
     summary = {k: headline.get(k) for k in CONTRACT_KEYS}
     summary["n"] = len(questions)
     if answer_row:
         summary["n_answered_pass"] = answer_row["n"]
+    for key in ("answerable_answered", "unindexed_refused"):
+        if answer_row and key in answer_row:
+            summary[key] = answer_row[key]
     summary.update({
         "benchmark": Path(path).name,
+        "questions_from": Path(questions_from).name if questions_from else None,
+        "language_pair": f"{_lang(q.question for q in questions)}>{_lang(p.context for p in squad.paragraphs.values())}",
+        "unindexed_share": unindexed_share,
         "sha256": squad.sha256,
         "language": _script_of(questions),
         "retrieval_only": retrieval_only,

@@ -195,7 +195,7 @@ def collate(examples, idx, pad_id: int):
 # --- training --------------------------------------------------------------------------
 
 def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, progress: bool = True,
-          evaluate: bool = True, threads: int = 2) -> dict:
+          evaluate: bool = True, threads: int = 2, limit_questions: int = 0) -> dict:
     import torch
     from tqdm import tqdm
     from transformers import AutoTokenizer
@@ -212,6 +212,8 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
     started = time.time()
 
     rows = training_rows()
+    if limit_questions:  # a probe (tests): a seeded sample of the questions
+        rows = random.Random(cfg.seed).sample(rows, min(limit_questions, len(rows)))
     negatives = hard_negatives(rows, rng, cfg.neg_other_article) + same_article_negatives(rows, rng, cfg.neg_same_article)
     examples = encode_examples(tokenizer, rows, negatives, cfg, rng, progress)
     if cfg.max_examples:
@@ -237,7 +239,7 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: min(1.0, (step + 1) / warm) * max(0.0, (total - step) / max(1, total - warm)))
 
-    work = work_dir / f"{cfg.key()}-{total}"  # a probe's schedule differs from a full run's
+    work = work_dir / f"{cfg.key()}-{total}-{limit_questions}"  # a probe's schedule differs from a full run's
     work.mkdir(parents=True, exist_ok=True)
     ckpt = work / "checkpoint.pt"
     step = 0
@@ -339,6 +341,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=TrainConfig.seed)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    ap.add_argument("--limit-questions", type=int, default=0, help="train on a seeded sample of N questions (probe)")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     args = ap.parse_args(argv)
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, max_examples=args.max_examples)
@@ -346,7 +349,7 @@ def main(argv=None) -> None:
         for old in args.work_dir.glob(f"{cfg.key()}-*/checkpoint.pt"):
             old.unlink()
     card = train(cfg, args.work_dir, args.out, max_steps=args.max_steps, evaluate=not args.no_eval,
-                 threads=args.threads)
+                 threads=args.threads, limit_questions=args.limit_questions)
     print(json.dumps({k: card[k] for k in ("steps", "examples", "train_wall_s", "held_out") if k in card},
                      ensure_ascii=False, indent=2))
 

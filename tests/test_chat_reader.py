@@ -1,0 +1,90 @@
+"""The trained reader (chat/reader.py) and its training command, with the real model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chat.reader import READER_DIR, Reader, ReaderModelError, read_card
+from index.embedding import base_model_path
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+PASSAGE = ("先进制造业集群是产业分工深化和集聚发展的高级形式。沙特计划建设21个医疗集群，"
+           "新加坡聚焦人工智能与数字技术，各国正全力抢占未来产业制高点。")
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return Reader(base_model_path())
+
+
+def test_weights_file_is_small_and_card_says_what_it_was_trained_on():
+    weights = READER_DIR / "reader.safetensors"
+    assert weights.stat().st_size <= 25 * 1024 * 1024
+    card = read_card()
+    assert set(card["training_data_sha256"]) == {"cmrc2018_trial.json", "drcd_dev.json", "squad_dev_part_a.json",
+                                                "xquad_part_a.en.json", "xquad_part_a.zh.json"}
+    assert "cmrc2018_dev.json" not in json.dumps(card)  # evaluation-only data is not training data
+    assert card["config"]["seed"] and card["held_out"]
+
+
+def test_reader_finds_the_span_with_offsets_into_the_passage(reader):
+    pred = reader.read("沙特计划建设多少个医疗集群？", [PASSAGE])[0]
+    assert PASSAGE[pred.start:pred.end] == pred.text and "21" in pred.text
+    assert len(pred.text) <= 12
+
+
+def test_answerability_separates_a_passage_that_answers_from_one_that_does_not(reader):
+    other = "汉堡是德国第二大城市，也是欧洲重要的航空制造中心，拥有空客的总装线。"
+    yes, no = reader.read("沙特计划建设多少个医疗集群？", [PASSAGE, other])
+    assert yes.answerable > no.answerable
+
+
+def test_reader_reads_across_languages(reader):
+    en = reader.read("How many medical clusters does Saudi Arabia plan to build?", [PASSAGE])[0]
+    assert "21" in en.text
+    passage = "With over 200 members and around 30 projects, it's OWL is one of Germany's leading-edge clusters."
+    zh = reader.read("it's OWL有多少成员？", [passage])[0]
+    assert "200" in zh.text
+
+
+def test_long_passages_are_read_in_windows(reader):
+    long = "无关的句子。" * 300 + PASSAGE
+    pred = reader.read("沙特计划建设多少个医疗集群？", [long])[0]
+    assert "21" in pred.text and long[pred.start:pred.end] == pred.text
+
+
+def test_weights_for_another_base_model_are_refused_with_what_to_run(tmp_path):
+    shutil.copytree(READER_DIR, tmp_path / "reader")
+    card = json.loads((tmp_path / "reader" / "reader.json").read_text())
+    card["base_fingerprint"] = "0" * 16
+    (tmp_path / "reader" / "reader.json").write_text(json.dumps(card))
+    with pytest.raises(ReaderModelError, match="eval.train_reader"):
+        Reader(base_model_path(), tmp_path / "reader")
+    with pytest.raises(ReaderModelError, match="eval.train_reader"):
+        Reader(base_model_path(), tmp_path / "missing")
+
+
+def test_training_command_is_seeded_and_resumes(tmp_path):
+    """Two fresh probe runs give the same weights; a third run resumes from the checkpoint."""
+    def run(out, work):
+        cmd = [sys.executable, "-m", "eval.train_reader", "--max-steps", "3", "--limit-questions", "120",
+               "--no-eval", "--threads", "1", "--out", str(out), "--work-dir", str(work)]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    run(tmp_path / "a", tmp_path / "wa")
+    run(tmp_path / "b", tmp_path / "wb")
+    a = (tmp_path / "a" / "reader.safetensors").read_bytes()
+    assert a == (tmp_path / "b" / "reader.safetensors").read_bytes()
+    again = run(tmp_path / "c", tmp_path / "wa")
+    assert "resuming at step 3/3" in again.stderr
+    assert (tmp_path / "c" / "reader.safetensors").read_bytes() == a
