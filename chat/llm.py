@@ -165,13 +165,14 @@ class LLMAnswerer:
                     n_ctx = props.json().get("default_generation_settings", {}).get("n_ctx")
                 if not n_ctx:
                     models = models if models is not None else self._get(f"{self.base_url}/models")
-                    cards = models.json().get("data", [])
+                    cards = models.json().get("data", []) if models.status_code == 200 else []
                     for card in cards:
                         if card.get("id") == self.model or len(cards) == 1:
                             n_ctx = (card.get("meta") or {}).get("n_ctx") or card.get("max_model_len")
                 self._can_tokenize = self._tokenize("集群 cluster") is not None
-            except Exception:  # a server that does not say: the 400 retry still protects us
-                pass
+            except Exception:  # unreachable now: ask again next time
+                return
+            # a server that does not say leaves None: the 400 retry still protects us
             self.context_window = int(n_ctx) if n_ctx else None
             self._limits_known = True
 
