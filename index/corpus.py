@@ -79,7 +79,8 @@ class CorpusIndex:
         embedder = embedder or _get_embedder(settings)
         vectors = embed_passages(embedder, [titled_text(c) for c in chunks], progress)
         tokens = tokenize_chunks(chunks, progress)
-        store = FaissStore.build(documents, chunks, tokens, vectors, files, embedder.dim, settings.ann_threshold)
+        store = FaissStore.build(documents, chunks, tokens, vectors, files, embedder.dim, settings.ann_threshold,
+                                 getattr(settings, "dense_compress_threshold", None))
         return cls(settings, embedder, store, None, new_manifest(settings, embedder))
 
     # --- query vectors ----------------------------------------------------------------

@@ -16,6 +16,16 @@ import numpy as np
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 128
 HNSW_EF_SEARCH = 512
+# Compressed, for very large indexes (bench/scale.py, index/README.md "Scale"): inverted lists
+# over 8-bit scalar-quantised vectors (384 bytes a vector instead of 1,536 + HNSW's graph).
+# Removal/update rebuilds from the (quantised) stored vectors, as for HNSW.
+IVF_NPROBE = 48
+IVF_TRAIN_MAX = 100_000
+
+
+def ivf_nlist(n: int) -> int:
+    """Inverted lists for n vectors: ~4·sqrt(n), a power of two (1M -> 4096)."""
+    return int(2 ** round(np.log2(max(16.0, 4 * np.sqrt(max(n, 1))))))
 
 
 def _faiss():
@@ -27,15 +37,38 @@ def _faiss():
 class DenseIndex:
     """Labels -> vectors; exact (flat) below `ann_threshold` vectors, HNSW at or above."""
 
-    def __init__(self, dim: int, ann_threshold: int, index=None):
+    def __init__(self, dim: int, ann_threshold: int, index=None, compress_threshold: int | None = None):
         self.dim = dim
         self.ann_threshold = ann_threshold
+        self.compress_threshold = compress_threshold  # None: never compressed
         self.index = index if index is not None else self._empty(flat=True)
 
     # --- construction -------------------------------------------------------------
-    def _empty(self, flat: bool):
+    def kind_for(self, n: int) -> str:
+        if self.compress_threshold and n >= self.compress_threshold:
+            return "ivf-sq8"
+        return "flat" if n < self.ann_threshold else "hnsw"
+
+    def prepare(self, n_expected: int, train: np.ndarray) -> None:
+        """Start empty as the kind n_expected vectors get (trained on `train` when compressed),
+        so a bulk build can add its vectors block by block without holding them all."""
+        kind = self.kind_for(n_expected)
+        self.index = self._empty(flat=kind == "flat", kind=kind, train=train)
+
+    def _empty(self, flat: bool, kind: str | None = None, train=None):
         faiss = _faiss()
-        if flat:
+        kind = kind or ("flat" if flat else "hnsw")
+        if kind == "ivf-sq8":
+            index = faiss.index_factory(self.dim, f"IDMap2,IVF{ivf_nlist(len(train))},SQ8", faiss.METRIC_INNER_PRODUCT)
+            sample = train
+            if len(train) > IVF_TRAIN_MAX:
+                sample = train[np.sort(np.random.default_rng(0).choice(len(train), IVF_TRAIN_MAX, replace=False))]
+            index.train(np.ascontiguousarray(sample, dtype=np.float32))
+            ivf = faiss.extract_index_ivf(index)
+            ivf.make_direct_map()  # reconstruct(label) for candidate scoring
+            ivf.nprobe = IVF_NPROBE
+            return index
+        if kind == "flat":
             inner = faiss.IndexFlatIP(self.dim)
         else:
             inner = faiss.IndexHNSWFlat(self.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -45,11 +78,14 @@ class DenseIndex:
 
     @property
     def index_type(self) -> str:
-        return "hnsw" if self.is_approximate else "flat"
+        inner = _faiss().downcast_index(self.index.index)
+        if isinstance(inner, _faiss().IndexIVFScalarQuantizer):
+            return "ivf-sq8"
+        return "hnsw" if isinstance(inner, _faiss().IndexHNSWFlat) else "flat"
 
     @property
     def is_approximate(self) -> bool:
-        return isinstance(_faiss().downcast_index(self.index.index), _faiss().IndexHNSWFlat)
+        return self.index_type != "flat"
 
     @property
     def size(self) -> int:
@@ -59,15 +95,16 @@ class DenseIndex:
         return _faiss().vector_to_array(self.index.id_map).astype(np.int64)
 
     def copy(self) -> "DenseIndex":
-        return DenseIndex(self.dim, self.ann_threshold, _faiss().clone_index(self.index))
+        return DenseIndex(self.dim, self.ann_threshold, _faiss().clone_index(self.index), self.compress_threshold)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         labels = np.asarray(labels, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape[1:] != (self.dim,):
             raise ValueError(f"vectors have shape {vectors.shape}, expected (n, {self.dim})")
-        if not self.is_approximate and self.size + len(labels) >= self.ann_threshold:
-            self._rebuild(extra=(labels, vectors))  # crossing the threshold: switch to HNSW
+        order = ("flat", "hnsw", "ivf-sq8")
+        if order.index(self.kind_for(self.size + len(labels))) > order.index(self.index_type):
+            self._rebuild(extra=(labels, vectors))  # crossing a threshold: switch to HNSW / IVF-SQ8
         else:
             self.index.add_with_ids(vectors, labels)
 
@@ -88,7 +125,8 @@ class DenseIndex:
         if extra is not None:
             old_labels = np.concatenate([old_labels, extra[0]])
             old_vectors = np.concatenate([old_vectors, extra[1]])
-        self.index = self._empty(flat=len(old_labels) < self.ann_threshold)
+        kind = self.kind_for(len(old_labels))
+        self.index = self._empty(flat=kind == "flat", kind=kind, train=old_vectors)
         if len(old_labels):
             self.index.add_with_ids(old_vectors, old_labels)
 
@@ -121,13 +159,15 @@ class DenseIndex:
         _faiss().write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path, dim: int, ann_threshold: int) -> "DenseIndex":
+    def load(cls, path, dim: int, ann_threshold: int, compress_threshold: int | None = None) -> "DenseIndex":
         faiss = _faiss()
         index = faiss.read_index(str(path))
         if not isinstance(index, faiss.IndexIDMap2):
             index = faiss.downcast_index(index)
         if isinstance(faiss.downcast_index(index.index), faiss.IndexHNSWFlat):
             faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        if isinstance(faiss.downcast_index(index.index), faiss.IndexIVFScalarQuantizer):
+            faiss.downcast_index(index.index).nprobe = IVF_NPROBE
         if index.d != dim:
             raise ValueError(f"vector dimension {index.d}, expected {dim}")
-        return cls(dim, ann_threshold, index)
+        return cls(dim, ann_threshold, index, compress_threshold)

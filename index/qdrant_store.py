@@ -412,6 +412,8 @@ class QdrantStore:
         return [(Chunk.from_dict(p.payload["chunk"]), float(p.score)) for p in self._query([req])[0].points]
 
     def candidates(self, qvec, query_tokens, depth, where=None) -> Pool:
+        if self.local:
+            return self._candidates_local(qvec, query_tokens, depth, where)
         sparse = self._sparse_request(query_tokens, depth, where)
         results = self._query([self._dense_request(qvec, depth, where)] + ([sparse] if sparse else []))
         chunk_of = {}
@@ -440,6 +442,34 @@ class QdrantStore:
         missing_dense = extra.get("dense", {})
         bm25_scores = dict(in_bm25)
         bm25_scores.update(extra.get("bm25", {}))
+        return assemble_pool(
+            dense_list, bm25_list,
+            dense_of_missing=lambda ls: [missing_dense.get(l, 0.0) for l in ls],
+            bm25_of=lambda ls: [bm25_scores.get(l, 0.0) for l in ls],
+            chunk_of=lambda ls: [Chunk.from_dict(chunk_of[l]) for l in ls],
+        )
+
+    def _candidates_local(self, qvec, query_tokens, depth, where) -> Pool:
+        """Local mode scores sparse vectors with a Python loop over every point, so a filtered
+        second sparse query costs as much as the first: one unlimited sparse query gives every
+        BM25 score at once (the same numbers; the top list is its first `depth`)."""
+        sparse = self._sparse_request(query_tokens, 1 << 30, where)
+        if sparse is not None:
+            sparse.with_payload = False
+        results = self._query([self._dense_request(qvec, depth, where)] + ([sparse] if sparse else []))
+        chunk_of = {int(p.id): p.payload["chunk"] for p in results[0].points}
+        dense_list = [(int(p.id), float(p.score)) for p in results[0].points]
+        all_bm25 = [(int(p.id), float(p.score)) for p in results[1].points] if sparse is not None else []
+        bm25_list = all_bm25[:depth]
+        bm25_scores = dict(all_bm25)
+        in_dense = {l for l, _ in dense_list}
+        need_dense = [l for l, _ in bm25_list if l not in in_dense]
+        missing_dense = {}
+        if need_dense:
+            r = self._query([self._dense_request(qvec, len(need_dense), None, ids=need_dense)])[0]
+            missing_dense = {int(p.id): float(p.score) for p in r.points}
+            got = self._call(self.client.retrieve, self.alias, ids=need_dense, with_payload=["chunk"])
+            chunk_of.update({int(p.id): p.payload["chunk"] for p in got})
         return assemble_pool(
             dense_list, bm25_list,
             dense_of_missing=lambda ls: [missing_dense.get(l, 0.0) for l in ls],

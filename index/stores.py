@@ -179,9 +179,10 @@ class FaissStore:
         )
 
     @classmethod
-    def build(cls, documents, chunks, tokens, vectors, files, dim: int, ann_threshold: int) -> "FaissStore":
+    def build(cls, documents, chunks, tokens, vectors, files, dim: int, ann_threshold: int,
+              compress_threshold: int | None = None) -> "FaissStore":
         labels = np.arange(len(chunks), dtype=np.int64)
-        dense = DenseIndex(dim, ann_threshold)
+        dense = DenseIndex(dim, ann_threshold, compress_threshold=compress_threshold)
         dense.add(labels, vectors)
         return cls.make({d.doc_id: d for d in documents}, list(chunks), labels, tokens, dense,
                         dict(files or {}), len(chunks))
@@ -329,7 +330,8 @@ class FaissStore:
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexError_(f"index file {chunks_path} has unexpected records: {exc}", str(chunks_path)) from None
         try:
-            dense = DenseIndex.load(faiss_path, embedder.dim, settings.ann_threshold)
+            dense = DenseIndex.load(faiss_path, embedder.dim, settings.ann_threshold,
+                                    getattr(settings, "dense_compress_threshold", None))
         except (RuntimeError, ValueError) as exc:
             raise IndexError_(f"index file {faiss_path} cannot be read: {str(exc).splitlines()[0]}",
                               str(faiss_path)) from None
