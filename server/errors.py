@@ -96,6 +96,14 @@ def install_error_handlers(app, service) -> None:
     async def not_ready(request, exc):
         return reply(request, 503, str(exc), headers={"Retry-After": "5"})
 
+    from index.errors import StoreUnavailable  # a plain module: no model, no FAISS
+
+    @app.exception_handler(StoreUnavailable)  # the index's engine (Qdrant) does not answer: 503, not 500
+    async def engine_unavailable(request, exc):
+        log.warning("index engine unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return reply(request, 503, f"the search engine is unavailable, try again shortly ({exc})",
+                     headers={"Retry-After": "5"})
+
     @app.exception_handler(UploadError)
     async def bad_upload(request, exc):
         return reply(request, exc.status, str(exc))

@@ -76,7 +76,7 @@ class LLMHealth(Open):
 
 
 class Health(Open):
-    status: Literal["building", "ready", "error"]
+    status: Literal["building", "ready", "degraded", "error"]
     progress: Progress
     mode: Literal["extractive", "llm"]
     warm: bool

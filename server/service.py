@@ -12,6 +12,7 @@ from pathlib import Path
 
 log = logging.getLogger("clusterqa.server")
 
+ENGINE_RETRY_S = 5.0  # how often loading retries while the index's engine does not answer
 LLM_PROBE_EVERY_S = 10.0  # how stale the LLM endpoint's reachability may get before health re-checks
 
 
@@ -61,8 +62,18 @@ class Service:
             # Imported here: torch/faiss/the model take seconds, the server must be up first.
             from chat import ChatEngine, QuestionError
             from index import load_or_build
+            from index.errors import StoreUnavailable
 
-            index = load_or_build(self.settings, progress=self._progress)
+            while True:  # a vector engine (Qdrant) that does not answer yet: degraded, retried
+                try:
+                    index = load_or_build(self.settings, progress=self._progress)
+                    break
+                except StoreUnavailable as exc:
+                    if self.status != "degraded":
+                        log.warning("index engine unavailable, retrying every %.0f s: %s", ENGINE_RETRY_S, exc)
+                    self.status, self.error = "degraded", str(exc)
+                    time.sleep(ENGINE_RETRY_S)
+            self.error = ""
             engine = ChatEngine(index, self.settings)
             self.engine = engine
             self.question_error = QuestionError
@@ -136,13 +147,23 @@ class Service:
         out = {"status": self.status, "progress": self.progress(), "mode": self.mode, "warm": self.warm,
                "documents": 0, "chunks": 0, "model": None}
         if self.index is not None:
-            stats = self.index.stats()
-            out.update(documents=stats.get("documents", 0), chunks=stats.get("chunks", 0),
-                       model=stats.get("model"))
+            from index.errors import StoreUnavailable
+
+            engine = self.index.health()  # {"backend", "ok", "error"}; a Qdrant server/cluster is pinged
+            if engine["ok"]:
+                try:
+                    stats = self.index.stats()
+                    out.update(documents=stats.get("documents", 0), chunks=stats.get("chunks", 0),
+                               model=stats.get("model"))
+                except StoreUnavailable as exc:
+                    engine = {**engine, "ok": False, "error": str(exc)}
+            if not engine["ok"]:  # questions get 503 until the engine answers again
+                out.update(status="degraded", error=engine["error"])
+            out["index"] = engine
         llm = self._llm_health()
         if llm is not None:
             out["llm"] = llm
-        if self.error:
+        if self.error and "error" not in out:
             out["error"] = self.error
         return out
 
@@ -153,6 +174,8 @@ class Service:
             return f"● 就绪 Ready — {h['documents']} 篇文档 documents, {h['chunks']} 段 passages, {self.mode}"
         if self.status == "error":
             return f"▲ 索引加载失败 The index failed to load: {self.error}"
+        if self.status == "degraded":
+            return f"▲ 检索引擎不可用 The search engine is unavailable: {self.error}"
         p = self.progress()
         pct = f" {p['fraction'] * 100:.0f}%" if p["total"] else ""
         return f"◌ 正在构建索引，请稍候 The index is still building ({p['stage']}{pct}) — please wait"
