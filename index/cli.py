@@ -31,9 +31,35 @@ class _Bars:
         self.bars.clear()
 
 
-def _manifest_stats(index_dir: Path) -> dict:
+def _qdrant_stats(index_dir: Path, settings) -> dict:
+    from .qdrant_store import QdrantStore
+
+    qstore, m = QdrantStore.open(settings, index_dir)
+    return {
+        "documents": len(qstore.documents()),
+        "chunks": qstore.count(),
+        "model": m["model"]["id"],
+        "dim": m["model"]["dim"],
+        "index_type": "qdrant",
+        "chunk_size": m["chunking"]["chunk_size"],
+        "chunk_overlap": m["chunking"]["chunk_overlap"],
+        "tokenizer": m["tokenizer"],
+        "files": len(m.get("files", {})),
+        "created": m["created"],
+        "updated": m["updated"],
+        "backend": "qdrant",
+        "qdrant": qstore.location,
+        "collection": f"{qstore.alias} -> {m.get('qdrant', {}).get('collection')}",
+    }
+
+
+def _manifest_stats(index_dir: Path, settings=None) -> dict:
     from . import store
+    from .build import backend_of
     from .errors import IndexError_
+
+    if settings is not None and backend_of(settings) == "qdrant":
+        return _qdrant_stats(index_dir, settings)
 
     version = store.current_version(index_dir)
     if version is None:
@@ -88,7 +114,7 @@ def main(argv=None) -> int:
     from ingest import IngestError
 
     from .build import build_index, open_index
-    from .errors import IndexError_
+    from .errors import IndexError_, StoreUnavailable
 
     try:
         settings = settings_mod.load_settings()
@@ -109,12 +135,13 @@ def main(argv=None) -> int:
             index = build_index(paths, settings, index_dir=index_dir, progress=bars)
             bars.close()
             st = index.stats()
-            print(f"built {index_dir}: {st['documents']} documents, {st['chunks']} chunks "
+            where = f"Qdrant collection {st['collection']} at {st['qdrant']}" if st["backend"] == "qdrant" else index_dir
+            print(f"built {where}: {st['documents']} documents, {st['chunks']} chunks "
                   f"({st['index_type']}, {st['model']})")
             return 0 if st["documents"] else 1
 
         if args.command == "stats":  # from the manifest alone: no model load
-            st = _manifest_stats(index_dir)
+            st = _manifest_stats(index_dir, settings)
             if args.json:
                 print(json.dumps(st, ensure_ascii=False, indent=1))
             else:
@@ -148,7 +175,7 @@ def main(argv=None) -> int:
                 if not hits:
                     print("no hits")
             return 0
-    except (IndexError_, IngestError) as exc:
+    except (IndexError_, IngestError, StoreUnavailable) as exc:
         bars.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
