@@ -9,7 +9,7 @@ from . import store
 from .corpus import (CorpusIndex, _configure_llama_index, _get_embedder, config_mismatches, embed_passages,
                      ingest_files, load_state, new_manifest, scan_files, tokenize_chunks)
 from .errors import IndexError_
-from .text import titled_text
+from .text import TOKENIZER_VERSION, titled_text
 
 BACKENDS = ("faiss", "qdrant")
 
@@ -78,6 +78,8 @@ def _open_qdrant(index_dir: Path, settings, embedder=None) -> CorpusIndex:
     qstore, manifest = QdrantStore.open(settings, index_dir)
     embedder = embedder or _get_embedder(settings)
     mismatches = config_mismatches(manifest, settings, embedder)
+    if manifest.get("tokenizer") != TOKENIZER_VERSION:  # its sparse vectors hold the old tokens: rebuild
+        mismatches.append(f"tokenizer: index has {manifest.get('tokenizer')!r}, configuration wants {TOKENIZER_VERSION!r}")
     if mismatches:
         raise IndexError_(
             f"Qdrant collection {settings.qdrant_collection!r} was built with a different configuration "
