@@ -52,6 +52,9 @@ sys.path.insert(0, str(REPO / "bench"))
 import settings as settings_mod  # noqa: E402
 
 settings_mod.apply_offline_defaults()
+# as app.py does: idle torch threads otherwise spin and, on shared cores, single-query embedding
+# goes from ~20 ms to ~170 ms (measured here at load 2)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 CMRC = Path("/work/shared/bench/cmrc2018_dev.json")
 OUT = REPO / "bench" / "results" / "scale.json"
@@ -282,7 +285,7 @@ def one(args) -> dict:
     settings = settings_mod.load_settings()
     t0 = time.perf_counter()
     base = base_vectors(settings) if not args.random_base else _random_base()
-    texts, tokens, queries = text_material(args.size, texts=not args.dense_only)
+    texts, tokens, queries = text_material(args.size, texts=not (args.dense_only or args.prebuilt))
     embedder = get_embedder(settings)
     for q in queries[:5]:
         embedder.encode_queries([q])
@@ -300,14 +303,15 @@ def one(args) -> dict:
 
     t0 = time.perf_counter()
     if args.backend == "faiss":
-        store = build_faiss(args, settings, embedder, base, texts, tokens)
+        store = (open_faiss_large(args, settings, embedder) if args.prebuilt
+                 else build_faiss(args, settings, embedder, base, texts, tokens))
         dense = store if args.dense_only else store.dense
         entry["index_type"] = dense.index_type
         search_dense = lambda v, k: [int(l) for l in dense.search(v[None], k)[1][0] if l >= 0]  # noqa: E731
         candidates = lambda q, v, toks: store.candidates(v, toks, DEPTH)  # noqa: E731
 
         def reference(i):
-            rows, scores, all_scores = store.keyword.search(query_tokens[i], DEPTH)
+            rows, scores, all_scores = store.keyword.search(query_tokens[i], DEPTH)  # public KeywordIndex API
             row = store.row_of_label
             return assemble_pool(
                 list(zip(truth_l[i].tolist(), truth_s[i].tolist())),
@@ -367,6 +371,98 @@ def build_faiss(args, settings, embedder, base, texts, tokens):
     if args.dense_only:
         return dense  # the dense index alone: no chunk texts, no BM25
     return FaissStore.make({}, synthetic_chunks(texts), np.arange(args.size), tokens, dense, {}, args.size)
+
+
+def synth_runs(sentences, n: int, rng):
+    """(first sentence, count) per chunk: runs of consecutive real sentences of 250-350
+    characters from random starts (bench/index_speed.synth_chunks' rule, without the texts)."""
+    lengths = np.array([len(x) for x in sentences])
+    starts = rng.integers(0, len(sentences), n)
+    counts = np.empty(n, dtype=np.int64)
+    m = len(sentences)
+    for k, i in enumerate(starts.tolist()):
+        total, c = 0, 0
+        while total < 250:
+            ln = int(lengths[(i + c) % m])
+            if c and total + ln > 350:
+                break
+            total += ln
+            c += 1
+        counts[k] = c
+    return starts, counts
+
+
+def build_faiss_large(args) -> dict:
+    """The 1M form of the default store, built in its own process: IVF-SQ8 vectors
+    (DenseIndex), the BM25 matrix built from flat token ids and saved memory-mappable
+    (index.keyword.frozen_from_term_ids), chunks written to a ChunkTable on disk."""
+    from index.dense import DenseIndex
+    from index.keyword import frozen_from_term_ids, save_frozen
+    from index.stores import ChunkTable
+    from index.text import tokenize
+    from index_speed import load_material
+    from ingest.records import Chunk
+
+    settings = settings_mod.load_settings()
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    base = base_vectors(settings) if not args.random_base else _random_base()
+    sentences = load_material()[0][:20000]
+    vocab: dict = {}
+    sent_ids = [np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokenize(x)), dtype=np.int32)
+                for x in sentences]
+    starts, counts = synth_runs(sentences, args.size, np.random.default_rng(0))
+    m = len(sentences)
+    lens = np.array([len(x) for x in sent_ids], dtype=np.int64)
+    tok_counts = np.array([int(lens[(np.arange(c) + i) % m].sum()) for i, c in zip(starts.tolist(), counts.tolist())])
+    offsets = np.concatenate([[0], np.cumsum(tok_counts)])
+    term_ids = np.empty(int(offsets[-1]), dtype=np.int32)
+    for k, (i, c) in enumerate(zip(starts.tolist(), counts.tolist())):
+        term_ids[offsets[k]:offsets[k + 1]] = np.concatenate([sent_ids[(i + j) % m] for j in range(c)])
+    material_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    def chunk_rows():
+        for k, (i, c) in enumerate(zip(starts.tolist(), counts.tolist())):
+            text = "".join(sentences[(i + j) % m] for j in range(c))
+            doc_id = f"synthetic/{k // 10:06d}.txt"
+            yield Chunk(doc_id, f"{doc_id}#{k % 10}", doc_id, "", "", "", 0, len(text), text)
+    ChunkTable.write(out_dir / "chunks.jsonl", chunk_rows())
+    chunks_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dense = DenseIndex(384, settings.ann_threshold, compress_threshold=settings.dense_compress_threshold)
+    dense.prepare(args.size, train=vector_block(base, 0, min(args.size, 2 * BLOCK)))
+    for start in range(0, args.size, BLOCK):
+        n = min(BLOCK, args.size - start)
+        dense.index.add_with_ids(vector_block(base, start, n), np.arange(start, start + n, dtype=np.int64))
+    dense.save(out_dir / "dense.faiss")
+    dense_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    keyword = frozen_from_term_ids(term_ids, offsets, vocab)
+    del term_ids
+    save_frozen(keyword, out_dir)
+    bm25_s = time.perf_counter() - t0
+    return {"size": args.size, "index_type": dense.index_type, "material_s": round(material_s, 1),
+            "chunk_table_s": round(chunks_s, 1), "dense_build_s": round(dense_s, 1), "bm25_build_s": round(bm25_s, 1),
+            "bm25_nnz": keyword.nnz, "vocab": len(vocab),
+            "tokens_per_chunk": round(float(offsets[-1]) / args.size, 1),
+            "disk_mb": round(sum(f.stat().st_size for f in out_dir.iterdir()) / 2**20),
+            "build_peak_rss_mb": round(peak_mb()), "load": load_average()}
+
+
+def open_faiss_large(args, settings, embedder):
+    from index.dense import DenseIndex
+    from index.keyword import load_frozen
+    from index.stores import ChunkTable, FaissStore
+
+    d = Path(args.prebuilt)
+    dense = DenseIndex.load(d / "dense.faiss", embedder.dim, settings.ann_threshold, settings.dense_compress_threshold)
+    keyword = load_frozen(d)
+    table = ChunkTable.open(d / "chunks.jsonl")
+    return FaissStore.make({}, table, np.arange(len(table)), (), dense, {}, len(table), keyword=keyword)
 
 
 def build_qdrant_local(args, settings, embedder, base, texts, tokens):
@@ -497,14 +593,28 @@ FAISS_HYBRID_MAX = 200_000  # above this the in-process BM25 + chunk catalogue d
 
 def run(args) -> None:
     for size in map(int, args.sizes.split(",")):
-        if args.backend == "faiss" and not args.dense_only and size > FAISS_HYBRID_MAX and not args.force:
+        if args.backend == "faiss" and not (args.dense_only or args.large) and size > FAISS_HYBRID_MAX and not args.force:
             print(f"faiss hybrid at {size}: not run -- the in-process store keeps every chunk, its tokens and "
                   f"term counts in RAM (~22 KB a chunk measured at 100k: ~{size * 22 / 1e6:.0f} GB); "
-                  "use --dense-only, or --force on a bigger machine", flush=True)
+                  "use --large (memory-mapped BM25, chunks on disk), --dense-only, or --force", flush=True)
             continue
         cmd = [sys.executable, __file__, "_one", "--backend", args.backend, "--size", str(size)]
         if args.dense_only:
             cmd.append("--dense-only")
+        build_entry = None
+        if args.backend == "faiss" and args.large and not args.dense_only:
+            import tempfile
+
+            tmp = tempfile.mkdtemp(prefix="scale-faiss-large-")
+            bcmd = [sys.executable, __file__, "_build_large", "--size", str(size), "--out-dir", tmp]
+            print(" ".join(bcmd), flush=True)
+            proc = subprocess.run(bcmd, capture_output=True, text=True, timeout=args.timeout)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit("large build failed")
+            build_entry = json.loads(proc.stdout.strip().splitlines()[-1])
+            print("build", json.dumps(build_entry), flush=True)
+            cmd += ["--prebuilt", tmp]
         print(" ".join(cmd), flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -514,9 +624,12 @@ def run(args) -> None:
                      "returncode": proc.returncode}
         else:
             entry = json.loads(proc.stdout.strip().splitlines()[-1])
+        if build_entry is not None:
+            entry["build"] = build_entry
+            entry["form"] = "frozen: BM25 memory-mapped, chunks on disk (built in its own process)"
         entry["wall_s"] = round(time.perf_counter() - t0, 1)
         entry["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        key = f"{args.backend}_{size}" + ("_dense_only" if args.dense_only else "")
+        key = f"{args.backend}_{size}" + ("_dense_only" if args.dense_only else "") + ("_large" if args.large else "")
         merge_result(key, entry)
         print(key, json.dumps(entry), flush=True)
 
@@ -539,16 +652,25 @@ def main() -> None:
     r.add_argument("--dense-only", action="store_true", help="the dense side only (no BM25 build)")
     r.add_argument("--timeout", type=int, default=3600)
     r.add_argument("--force", action="store_true", help="run sizes known not to fit this machine")
+    r.add_argument("--large", action="store_true",
+                   help="faiss: the frozen large-index form (built in its own process, BM25 memory-mapped)")
+    bl = sub.add_parser("_build_large")
+    bl.add_argument("--size", type=int, required=True)
+    bl.add_argument("--out-dir", required=True)
+    bl.add_argument("--random-base", action="store_true")
     o = sub.add_parser("_one")
     o.add_argument("--backend", required=True)
     o.add_argument("--size", type=int, required=True)
     o.add_argument("--dense-only", action="store_true")
     o.add_argument("--random-base", action="store_true", help="random base vectors (plumbing checks, not figures)")
+    o.add_argument("--prebuilt", help="faiss: open the large form built by _build_large in this folder")
     args = ap.parse_args()
     if args.command == "parity":
         parity(args)
     elif args.command == "_parity_part":
         parity_part(args)
+    elif args.command == "_build_large":
+        print(json.dumps(build_faiss_large(args)))
     elif args.command == "run":
         run(args)
     else:

@@ -49,6 +49,9 @@ class KeywordIndex:
     def updated(self, keep_rows, new_token_lists: list[list[str]]) -> "KeywordIndex":
         """A new index of the kept rows (in that order) followed by the new token lists;
         only the new tokens are counted. `self` stays valid for readers still using it."""
+        if self._counts is None:
+            raise RuntimeError("this BM25 index was loaded frozen (memory-mapped, no term counts): "
+                               "rebuild it to change it")
         vocab = dict(self._vocab)  # ids only grow, so kept counts stay valid
         counts = [self._counts[r] for r in keep_rows] + [count_terms(t, vocab) for t in new_token_lists]
         new = object.__new__(KeywordIndex)
@@ -82,6 +85,11 @@ class KeywordIndex:
         bm25.nonoccurrence_array = None
         self._bm25 = bm25
 
+    @property
+    def nnz(self) -> int:
+        """Stored (chunk, token) entries of the score matrix."""
+        return 0 if self._bm25 is None else int(len(self._bm25.scores["data"]))
+
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """BM25 score of every row for this query (zeros when no token is known)."""
         if self._bm25 is None:
@@ -102,3 +110,83 @@ class KeywordIndex:
         top = top[np.argsort(-all_scores[top], kind="stable")]
         top = top[all_scores[top] > 0]
         return top.astype(np.int64), all_scores[top], all_scores
+
+
+# --- large indexes: built from flat arrays, saved and memory-mapped ------------------------------
+
+def _install_matrix(index: "KeywordIndex", data, indices, indptr, size: int, vocab: dict) -> None:
+    import bm25s
+
+    bm25 = bm25s.BM25(k1=K1, b=B)
+    bm25.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": size}
+    n_vocab = len(indptr) - 1
+    bm25.vocab_dict = dict(vocab, **{"": n_vocab - 1})
+    bm25.unique_token_ids_set = set(bm25.vocab_dict.values())
+    bm25.nonoccurrence_array = None
+    index._bm25 = bm25
+
+
+def frozen_from_term_ids(term_ids: np.ndarray, doc_offsets: np.ndarray, vocab: dict,
+                         block: int = 50_000) -> "KeywordIndex":
+    """The same BM25 matrix as KeywordIndex(token_lists), built from flat vocabulary ids
+    (`term_ids[doc_offsets[d]:doc_offsets[d+1]]` are chunk d's tokens, repeats included)
+    without per-chunk Python objects; it cannot be updated incrementally (rebuild instead).
+    For indexes of millions of chunks (bench/scale.py): term counts are taken a block of
+    chunks at a time, so memory stays near the size of the matrix itself."""
+    import scipy.sparse as sp
+
+    size = len(doc_offsets) - 1
+    n_vocab = len(vocab) + 1
+    lengths = np.diff(doc_offsets).astype(np.float64)
+    docs, terms, tfs = [], [], []
+    for start in range(0, size, block):
+        stop = min(size, start + block)
+        lo, hi = int(doc_offsets[start]), int(doc_offsets[stop])
+        doc_of = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(doc_offsets[start:stop + 1]))
+        keys, tf = np.unique(doc_of * n_vocab + term_ids[lo:hi].astype(np.int64), return_counts=True)
+        docs.append((keys // n_vocab).astype(np.int32))
+        terms.append((keys % n_vocab).astype(np.int32))
+        tfs.append(tf.astype(np.float32))
+    doc, term, tf = np.concatenate(docs), np.concatenate(terms), np.concatenate(tfs)
+    del docs, terms, tfs
+    df = np.bincount(term, minlength=n_vocab)
+    idf = np.log(1 + (size - df + 0.5) / (df + 0.5))  # bm25s _score_idf_lucene
+    norm = (K1 * ((1 - B) + B * lengths / lengths.mean())).astype(np.float32)
+    data = (idf[term].astype(np.float32) * tf / (norm[doc] + tf)).astype(np.float32)  # _score_tfc_lucene
+    del tf
+    matrix = sp.csc_matrix((data, (doc, term)), shape=(size, n_vocab))
+    del data, doc, term
+    index = object.__new__(KeywordIndex)
+    index._counts, index._vocab, index.size = None, dict(vocab), size
+    _install_matrix(index, matrix.data, matrix.indices, matrix.indptr, size, vocab)
+    return index
+
+
+def save_frozen(index: "KeywordIndex", folder) -> None:
+    """data/indices/indptr as .npy (memory-mappable) and the vocabulary as JSON."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    m = index._bm25.scores
+    for name in ("data", "indices", "indptr"):
+        np.save(folder / f"bm25_{name}.npy", np.asarray(m[name]))
+    (folder / "bm25_vocab.json").write_text(json.dumps({"size": index.size, "vocab": index._vocab},
+                                                       ensure_ascii=False), encoding="utf-8")
+
+
+def load_frozen(folder, mmap: bool = True) -> "KeywordIndex":
+    """A saved matrix, memory-mapped: a query touches only its tokens' postings, so resident
+    memory stays small however many chunks there are."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    meta = json.loads((folder / "bm25_vocab.json").read_text(encoding="utf-8"))
+    arrays = {name: np.load(folder / f"bm25_{name}.npy", mmap_mode="r" if mmap else None)
+              for name in ("data", "indices", "indptr")}
+    index = object.__new__(KeywordIndex)
+    index._counts, index._vocab, index.size = None, meta["vocab"], int(meta["size"])
+    _install_matrix(index, arrays["data"], arrays["indices"], np.asarray(arrays["indptr"]), index.size, index._vocab)
+    return index

@@ -148,6 +148,56 @@ class ChunkStore(Protocol):
 
 # --- the default: FAISS + BM25 in process --------------------------------------------------
 
+class ChunkTable:
+    """Chunks on disk, read by row on demand: a JSON-lines file and an array of line offsets.
+
+    A stand-in for FaissStore's list of chunks in indexes too large to keep every chunk in
+    memory (millions: bench/scale.py): a query reads only its candidates' lines."""
+
+    def __init__(self, path, offsets: np.ndarray):
+        import os
+
+        self.path, self.offsets = Path(path), np.asarray(offsets, dtype=np.int64)
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    @classmethod
+    def write(cls, path, chunks) -> "ChunkTable":
+        import json
+
+        offsets = [0]
+        with open(path, "wb") as f:
+            for c in chunks:
+                f.write(json.dumps(c.to_dict(), ensure_ascii=False).encode("utf-8") + b"\n")
+                offsets.append(f.tell())
+        np.save(Path(path).with_suffix(".offsets.npy"), np.asarray(offsets, dtype=np.int64))
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path) -> "ChunkTable":
+        return cls(path, np.load(Path(path).with_suffix(".offsets.npy")))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, row):
+        import json
+        import os
+
+        if isinstance(row, slice):
+            return [self[r] for r in range(*row.indices(len(self)))]
+        row = int(row)
+        if row < 0:
+            row += len(self)
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return Chunk.from_dict(json.loads(os.pread(self._fd, end - start, start)))
+
+    def __iter__(self):
+        return (self[r] for r in range(len(self)))
+
+    def __add__(self, other):
+        return list(self) + list(other)
+
+
 @dataclass(frozen=True)
 class FaissStore:
     """An immutable snapshot: apply() builds a new one (FAISS copied, BM25 updated)."""
