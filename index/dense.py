@@ -150,7 +150,15 @@ class DenseIndex:
         faiss = _faiss()
         allowed = np.ascontiguousarray(allowed, dtype=np.int64)
         selector = faiss.IDSelectorBatch(len(allowed), faiss.swig_ptr(allowed))
-        params = faiss.SearchParameters()
+        inner = faiss.downcast_index(self.index.index)
+        if isinstance(inner, faiss.IndexIVFScalarQuantizer):
+            params = faiss.SearchParametersIVF()
+            params.nprobe = inner.nprobe
+        elif isinstance(inner, faiss.IndexHNSWFlat):
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = inner.hnsw.efSearch
+        else:
+            params = faiss.SearchParameters()
         params.sel = selector
         return self.index.search(queries, k, params=params)
 
