@@ -186,7 +186,7 @@ class CorpusIndex:
         store, m = self.store, self._manifest
         files = store.files()
         return {
-            "documents": len(store.documents()),
+            "documents": store.count_documents(),
             "chunks": store.count(),
             "model": self.embedder.model_id,
             "dim": self.embedder.dim,
@@ -228,7 +228,7 @@ class CorpusIndex:
             store = self.store
         return {"added": added, "updated": updated, "unchanged": unchanged,
                 "skipped": [list(s) for s in result.skipped], "chunks_embedded": len(new_chunks),
-                "documents": len(store.documents()), "chunks": store.count()}
+                "documents": store.count_documents(), "chunks": store.count()}
 
     def remove(self, doc_ids_or_paths) -> int:
         """Remove documents given by doc_id or by file/directory path; returns how many."""

@@ -360,6 +360,9 @@ class QdrantStore:
     def count(self) -> int:
         return int(self._call(self.client.count, self.alias, count_filter=self._kind("chunk"), exact=True).count)
 
+    def count_documents(self) -> int:
+        return int(self._call(self.client.count, self.alias, count_filter=self._kind("document"), exact=True).count)
+
     def documents(self) -> list[Document]:
         return [Document.from_dict(p.payload["document"]) for p in self._scroll(self._kind("document"))]
 
@@ -504,11 +507,11 @@ class QdrantStore:
             self._call(self.client.delete, self.alias, wait=True,
                        points_selector=m.PointIdsList(points=[document_point_id(d) for d in gone]))
         files = self.files() if change.files is None else change.files
-        self._write_manifest(self.alias, manifest, files, documents=len(self.documents()), chunks=self.count())
+        self._write_manifest(self.alias, manifest, files, documents=self.count_documents(), chunks=self.count())
         return self, self._read_manifest()
 
     def save(self, index_dir, manifest: dict) -> dict:
         """The engine holds the data; this refreshes the manifest point (counts, files)."""
         files = manifest.get("files") or self.files()
-        self._write_manifest(self.alias, manifest, files, documents=len(self.documents()), chunks=self.count())
+        self._write_manifest(self.alias, manifest, files, documents=self.count_documents(), chunks=self.count())
         return self._read_manifest()

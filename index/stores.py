@@ -128,6 +128,7 @@ class ChunkStore(Protocol):
 
     # --- contents ---
     def count(self) -> int: ...  # chunks
+    def count_documents(self) -> int: ...
     def documents(self) -> list[Document]: ...
     def get_document(self, doc_id: str) -> Document | None: ...
     def chunks_of(self, doc_id: str) -> list[Chunk]: ...
@@ -240,6 +241,9 @@ class FaissStore:
     # --- contents ---
     def count(self) -> int:
         return len(self.chunks)
+
+    def count_documents(self) -> int:
+        return len(self.documents_)
 
     def documents(self) -> list[Document]:
         return list(self.documents_.values())
