@@ -84,10 +84,10 @@ def merge_result(key: str, entry: dict) -> None:
 
 # --- parity --------------------------------------------------------------------------------
 
-def _parity_questions(limit):
+def _parity_questions(limit, path=CMRC):
     from eval.squad import load_squad, stratified_sample
 
-    squad = load_squad(CMRC)
+    squad = load_squad(Path(path))
     return squad, [q for q in stratified_sample(squad.questions, limit, 0) if q.answerable]
 
 
@@ -108,9 +108,9 @@ def parity(args) -> None:
     from index.corpus import CorpusIndex
     from index.qdrant_store import QdrantStore, close_clients
 
-    squad, questions = _parity_questions(args.limit)
+    squad, questions = _parity_questions(args.limit, args.file)
     base = settings_mod.load_settings()
-    out = {"benchmark": CMRC.name, "questions": len(questions), "load_before": load_average(), "backends": {}}
+    out = {"benchmark": Path(args.file).name, "questions": len(questions), "load_before": load_average(), "backends": {}}
     t0 = time.perf_counter()
     index, bench_settings, _, built = benchmark_index(squad, sorted(squad.paragraphs), base.replace(index_backend="faiss"))
     store = index.store
@@ -127,8 +127,8 @@ def parity(args) -> None:
 
     modes = args.modes.split(",")
     t0 = time.perf_counter()
-    out["backends"]["faiss"] = {m: _rank_summary(retrieval_pass(index, questions, m, top_k=10, progress=False)[0])
-                                for m in modes}
+    faiss_records = {m: retrieval_pass(index, questions, m, top_k=10, progress=False)[0] for m in modes}
+    out["backends"]["faiss"] = {m: _rank_summary(faiss_records[m]) for m in modes}
     out["backends"]["faiss"]["seconds"] = round(time.perf_counter() - t0, 1)
     print("faiss", json.dumps(out["backends"]["faiss"]), flush=True)
     del index, store
@@ -142,21 +142,28 @@ def parity(args) -> None:
         if part:
             shutil.copytree(qdir / "qdrant", path)
         cmd = [sys.executable, __file__, "_parity_part", "--part", str(part), "--parts", str(args.workers),
-               "--qdrant-path", str(path), "--index-dir", str(qdir), "--modes", args.modes]
+               "--qdrant-path", str(path), "--index-dir", str(qdir), "--modes", args.modes, "--file", str(args.file)]
         if args.limit:
             cmd += ["--limit", str(args.limit)]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
-    records = {m: [] for m in modes}
-    for p in procs:
+    records = {m: [None] * len(questions) for m in modes}
+    for part, p in enumerate(procs):
         got = json.loads(p.communicate()[0].strip().splitlines()[-1])
         if p.returncode:
             raise SystemExit(f"parity worker failed ({p.returncode})")
         for m in modes:
-            records[m].extend(got[m])
+            for j, r in enumerate(got[m]):
+                records[m][part + j * args.workers] = r
     out["backends"]["qdrant"] = {m: _rank_summary(records[m]) for m in modes}
     out["backends"]["qdrant"]["seconds"] = round(time.perf_counter() - t0, 1)
     out["backends"]["qdrant"]["workers"] = args.workers
     print("qdrant", json.dumps(out["backends"]["qdrant"]), flush=True)
+    out["same_top10_lists"] = {  # per question: the same 10 chunks in the same order
+        m: round(float(np.mean([a["retrieved"] == b["retrieved"] for a, b in zip(faiss_records[m], records[m])])), 4)
+        for m in modes}
+    out["same_first_relevant_rank"] = {
+        m: round(float(np.mean([a["rank"] == b["rank"] for a, b in zip(faiss_records[m], records[m])])), 4)
+        for m in modes}
     f, q = out["backends"]["faiss"], out["backends"]["qdrant"]
     out["difference_qdrant_minus_faiss"] = {
         m: {k: round(q[m][k] - f[m][k], 4) for k in ("hit@1", "hit@5", "mrr@10")} for m in modes}
@@ -164,20 +171,26 @@ def parity(args) -> None:
                               for v in d.values())
     out["load_after"] = load_average()
     out["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    merge_result("parity_cmrc" + (f"_limit{args.limit}" if args.limit else ""), out)
-    print(json.dumps(out["difference_qdrant_minus_faiss"], indent=1), "within 0.005:", out["within_0.005"])
+    key = "parity_" + Path(args.file).stem + (f"_limit{args.limit}" if args.limit else "")
+    if Path(args.file) == CMRC:
+        merge_result(key, out)
+    else:
+        print("(not saved: not the CMRC file)")
+    print(json.dumps(out["difference_qdrant_minus_faiss"]), "within 0.005:", out["within_0.005"],
+          "same top-10 lists:", out["same_top10_lists"])
 
 
 def parity_part(args) -> None:
     from eval.squad_bench import retrieval_pass
     from index import open_index
 
-    _, questions = _parity_questions(args.limit)
+    _, questions = _parity_questions(args.limit, args.file)
     mine = questions[args.part::args.parts]
     s = settings_mod.load_settings().replace(index_backend="qdrant", qdrant_path=args.qdrant_path,
                                             qdrant_collection="cmrc")
     index = open_index(Path(args.index_dir), s)
-    out = {m: [{"rank": r["rank"]} for r in retrieval_pass(index, mine, m, top_k=10, progress=False)[0]]
+    out = {m: [{"rank": r["rank"], "retrieved": r["retrieved"]}
+               for r in retrieval_pass(index, mine, m, top_k=10, progress=False)[0]]
            for m in args.modes.split(",")}
     print(json.dumps(out))
 
@@ -337,8 +350,26 @@ def one(args) -> dict:
     entry["peak_rss_after_build_mb"] = round(peak_mb())
 
     # recall@10 of the dense side against exact search
-    rec = [len(set(search_dense(v, 10)) & set(truth_l[i][:10].tolist())) / 10 for i, v in enumerate(qvecs)]
-    entry["dense_recall@10"] = round(float(np.mean(rec)), 4)
+    def dense_recall():
+        rec = [len(set(search_dense(v, 10)) & set(truth_l[i][:10].tolist())) / 10 for i, v in enumerate(qvecs)]
+        return round(float(np.mean(rec)), 4)
+
+    if args.backend == "faiss" and entry["index_type"] == "ivf-sq8":
+        # inverted lists probed per query: recall and speed for each, then the smallest that
+        # reaches recall@10 >= 0.95 is used for the hybrid timing (index.dense.IVF_NPROBE)
+        import faiss
+
+        ivf = faiss.extract_index_ivf((store if args.dense_only else store.dense).index)
+        shipped, sweep = ivf.nprobe, {}
+        for nprobe in (16, 32, 48, 64, 96, 128, 192):
+            ivf.nprobe = nprobe
+            t0 = time.perf_counter()
+            r = dense_recall()
+            sweep[nprobe] = {"recall@10": r, "ms_per_query": round((time.perf_counter() - t0) * 1000 / len(qvecs), 2)}
+        ok = [n for n, v in sweep.items() if v["recall@10"] >= 0.95]
+        ivf.nprobe = min(ok) if ok else max(sweep)
+        entry["nprobe_sweep"], entry["nprobe_shipped"], entry["nprobe_used"] = sweep, shipped, ivf.nprobe
+    entry["dense_recall@10"] = dense_recall()
     if args.dense_only:
         lat = []
         for q in queries:
@@ -639,12 +670,13 @@ def main() -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("parity")
     p.add_argument("--limit", type=int, help="a stratified sample of N questions (default: all)")
-    p.add_argument("--modes", default="hybrid,dense,bm25")
+    p.add_argument("--modes", default="hybrid,dense", help="bm25 too: local mode scores it in Python, ~0.3 s a query")
+    p.add_argument("--file", default=str(CMRC))
     p.add_argument("--workers", type=int, default=2)
     pp = sub.add_parser("_parity_part")
     for name in ("--part", "--parts", "--limit"):
         pp.add_argument(name, type=int)
-    for name in ("--qdrant-path", "--index-dir", "--modes"):
+    for name in ("--qdrant-path", "--index-dir", "--modes", "--file"):
         pp.add_argument(name)
     r = sub.add_parser("run")
     r.add_argument("--backend", choices=("faiss", "edge", "qdrant-local"), required=True)
