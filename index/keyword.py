@@ -86,6 +86,11 @@ class KeywordIndex:
         self._bm25 = bm25
 
     @property
+    def memory_mapped(self) -> bool:
+        """True when the score matrix is read from disk on demand (load_frozen)."""
+        return self._bm25 is not None and isinstance(self._bm25.scores["data"], np.memmap)
+
+    @property
     def nnz(self) -> int:
         """Stored (chunk, token) entries of the score matrix."""
         return 0 if self._bm25 is None else int(len(self._bm25.scores["data"]))

@@ -53,7 +53,7 @@ def test_frozen_bm25_from_flat_ids_equals_keyword_index_and_memory_maps(tmp_path
     frozen = frozen_from_term_ids(np.concatenate(ids), offsets, vocab, block=333)
     save_frozen(frozen, tmp_path)
     mapped = load_frozen(tmp_path)
-    assert isinstance(mapped._bm25.scores["data"], np.memmap)
+    assert mapped.memory_mapped and not frozen.memory_mapped
     assert mapped.nnz == reference.nnz
     for query in (["w1", "w2", "w2"], ["集群", "§集群", "unknown"], ["w299"]):
         want = reference.scores(query)
