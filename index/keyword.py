@@ -157,8 +157,12 @@ def frozen_from_term_ids(term_ids: np.ndarray, doc_offsets: np.ndarray, vocab: d
     df = np.bincount(term, minlength=n_vocab)
     idf = np.log(1 + (size - df + 0.5) / (df + 0.5))  # bm25s _score_idf_lucene
     norm = (K1 * ((1 - B) + B * lengths / lengths.mean())).astype(np.float32)
-    data = (idf[term].astype(np.float32) * tf / (norm[doc] + tf)).astype(np.float32)  # _score_tfc_lucene
-    del tf
+    data = idf.astype(np.float32)[term]  # in place from here: the arrays are hundreds of MB at 1M chunks
+    denom = norm[doc]
+    denom += tf
+    np.divide(tf, denom, out=tf)
+    data *= tf  # idf * tf / (norm + tf): bm25s _score_tfc_lucene
+    del tf, denom
     matrix = sp.csc_matrix((data, (doc, term)), shape=(size, n_vocab))
     del data, doc, term
     index = object.__new__(KeywordIndex)
