@@ -90,7 +90,12 @@ def mount_mcp(app, service):
     # keys (and allowed_origins for browsers) protect /mcp instead.
     sub = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True,
                                   transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
-    app.router.routes.extend(r for r in sub.routes if getattr(r, "path", "") == "/mcp")
+    from starlette.routing import Route
+
+    endpoint = next(r.endpoint for r in sub.routes if getattr(r, "path", "") == "/mcp")
+    # POST only: stateless with JSON replies, a GET would open a server-to-client event stream
+    # that nothing ever writes to, holding the connection open.
+    app.router.routes.append(Route("/mcp", endpoint=endpoint, methods=["POST"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

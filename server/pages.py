@@ -28,6 +28,7 @@ def pages_router(service, settings, tokens) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     ancestors = frame_ancestors(settings)
     embed_template = (WEB_DIR / "embed.html").read_text(encoding="utf-8")
+    web_files = {p.name for p in WEB_DIR.iterdir() if p.is_file()}
 
     @router.get("/doc/{doc_id:path}", response_class=HTMLResponse)
     def doc_page(request: Request, doc_id: str, script: str = "zh-Hans", start: int = Query(0, ge=0),
@@ -58,10 +59,11 @@ def pages_router(service, settings, tokens) -> APIRouter:
 
     @router.get("/web/{name}")
     def web_file(name: str):
-        path = (WEB_DIR / name).resolve()
-        if path.parent != WEB_DIR.resolve() or not path.is_file():
+        # only the files that are there: no path arithmetic on what the client sent (a NUL byte
+        # made resolve() raise)
+        if name not in web_files:
             raise ApiError(404, "not found")
-        return FileResponse(path)
+        return FileResponse(WEB_DIR / name)
 
     @router.get("/api/docs", response_class=HTMLResponse)
     def api_docs(request: Request):
