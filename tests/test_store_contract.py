@@ -91,6 +91,25 @@ def test_both_backends_give_the_same_hits_and_scores(both):
             same_hits(hits_of(both["faiss"], query, mode), hits_of(both["qdrant"], query, mode))
 
 
+def test_the_server_query_plan_gives_the_same_hits(both):
+    """On a server the hybrid query is two batched rounds (top lists, then each side's missing
+    scores filtered by id); run that plan on the local engine too: same hits and scores."""
+    from index.text import tokenize
+
+    store = both["qdrant"].store
+    assert store.local
+    store.local = False  # the plan a server gets (the local engine answers the same requests)
+    for index in both.values():  # pools of 2 + 2 leave candidates missing from one list
+        index.fusion.depth = 2
+    try:
+        for query in QUERIES:
+            same_hits(hits_of(both["faiss"], query, "hybrid", k=1), hits_of(both["qdrant"], query, "hybrid", k=1))
+            pool = store.candidates(both["qdrant"].embed_query(query), tokenize(query), 2)
+            assert len(pool.labels) >= 2
+    finally:
+        store.local = True
+
+
 def test_qdrant_bm25_equals_the_default_bm25_score_for_every_chunk(both):
     """Qdrant's IDF modifier over our tf part reproduces bm25s's Lucene BM25 exactly."""
     faiss_index, q_index = both["faiss"], both["qdrant"]
