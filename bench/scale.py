@@ -536,24 +536,24 @@ class EdgeBench:
         chunks = synthetic_chunks(texts)
         for start in range(0, args.size, BLOCK):
             vecs = vector_block(base, start, min(BLOCK, args.size - start))
-            points = []
-            for off in range(len(vecs)):
-                n = start + off
-                toks = tokens[n]
-                counts: dict = {}
-                for t in toks:
-                    tid = ids.get(t)
-                    if tid is None:
-                        tid = ids[t] = token_id(t)
-                    counts[tid] = counts.get(tid, 0) + 1
-                norm = K1 * ((1 - B) + B * len(toks) / avgdl)
-                ind = sorted(counts)
-                points.append(q.Point(id=n + 1, vector={
-                    "dense": vecs[off].tolist(),
-                    "bm25": q.SparseVector(indices=ind, values=[counts[i] / (counts[i] + norm) for i in ind])},
-                    payload={"chunk": chunks[n].to_dict()}))
-            for i in range(0, len(points), 2000):
-                shard.update(q.UpdateOperation.upsert_points(points[i:i + 2000]))
+            for lo in range(0, len(vecs), 2000):  # points made and sent 2,000 at a time (less Python memory)
+                points = []
+                for off in range(lo, min(lo + 2000, len(vecs))):
+                    n = start + off
+                    toks = tokens[n]
+                    counts: dict = {}
+                    for t in toks:
+                        tid = ids.get(t)
+                        if tid is None:
+                            tid = ids[t] = token_id(t)
+                        counts[tid] = counts.get(tid, 0) + 1
+                    norm = K1 * ((1 - B) + B * len(toks) / avgdl)
+                    ind = sorted(counts)
+                    points.append(q.Point(id=n + 1, vector={
+                        "dense": vecs[off].tolist(),
+                        "bm25": q.SparseVector(indices=ind, values=[counts[i] / (counts[i] + norm) for i in ind])},
+                        payload={"chunk": chunks[n].to_dict()}))
+                shard.update(q.UpdateOperation.upsert_points(points))
         t0 = time.perf_counter()
         shard.optimize()
         return cls(shard, round(time.perf_counter() - t0, 1))
