@@ -1,6 +1,8 @@
-"""Server benchmark: cold start with a prebuilt index, then POST /api/ask latency with 1 and 8 clients.
+"""Server benchmark: cold start with a prebuilt index, then POST /api/ask latency with 1 and 8 clients;
+or a soak: many clients for minutes, mixing /api/ask, its SSE stream and /v1/chat/completions.
 
     .venv/bin/python bench/server_bench.py [--requests 200] [--starts 2]
+    .venv/bin/python bench/server_bench.py --soak [--minutes 10] [--clients 16]
 
 Runs the real `python app.py` on loopback (rate limit off, no keys), closed loop: each client
 sends its next request when the previous answer arrives. Cold start = process start until
@@ -12,6 +14,7 @@ with other work. Writes bench/results/server_bench.json.
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -29,6 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from browser.harness import make_corpus, start_server  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "server_bench.json"
+SOAK_RESULTS = REPO / "bench" / "results" / "server_soak.json"
 TARGETS = {"cold_start_s": 10.0, "p95_ms_1_client": 150.0, "p95_ms_8_clients": 1000.0, "errors_8_clients": 0}
 
 
@@ -96,11 +100,149 @@ def run_load(url: str, qs: list[str], total: int, clients: int, pid: int | None 
             "server_overhead_p95_ms": round(percentile(overheads, 95), 1) if overheads else None}
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def soak_requests() -> list[dict]:
+    """Every dev question, follow-ups with their history, in a fixed order."""
+    path = REPO / "data" / "questions" / "dev.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [{"question": r["question"], "history": r.get("history") or []} for r in rows]
+
+
+def one_soak_request(http: httpx.Client, kind: str, q: dict) -> str | None:
+    """Send one request of `kind`; None when it answered completely, else what went wrong."""
+    if kind == "ask":
+        r = http.post("/api/ask", json=q)
+        return None if r.status_code == 200 and "citations" in r.json() else f"ask {r.status_code}: {r.text[:80]}"
+    if kind == "sse":
+        with http.stream("POST", "/api/ask/stream", json=q) as r:
+            if r.status_code != 200:
+                return f"sse {r.status_code}"
+            last = [line for line in r.iter_lines() if line.startswith("event: ")][-1:]
+        return None if last == ["event: answer"] else f"sse ended with {last}"
+    messages = q["history"] + [{"role": "user", "content": q["question"]}]
+    body = {"model": "clusterqa", "messages": messages, "stream": kind == "v1-stream"}
+    if kind == "v1":
+        r = http.post("/v1/chat/completions", json=body)
+        return None if r.status_code == 200 and "clusterqa" in r.json() else f"v1 {r.status_code}: {r.text[:80]}"
+    with http.stream("POST", "/v1/chat/completions", json=body) as r:
+        if r.status_code != 200:
+            return f"v1-stream {r.status_code}"
+        data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    ok = len(data) >= 2 and data[-1] == "[DONE]" and "clusterqa" in json.loads(data[-2])
+    return None if ok else "v1-stream ended without the answer"
+
+
+def soak(url: str, pid: int, minutes: float, clients: int, warmup_minutes: float = 1.0) -> dict:
+    """`clients` closed-loop clients for `minutes`, kinds in rotation; RSS sampled every 5 s."""
+    kinds = ["ask", "sse", "v1", "v1-stream"]
+    qs = soak_requests()
+    t_start = time.monotonic()
+    t_end = t_start + minutes * 60
+    records: list[tuple[float, str, float, str | None]] = []  # (t, kind, ms, error)
+    rss: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    counter = iter(range(1 << 62))
+
+    def client(c: int):
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.monotonic() < t_end:
+                with lock:
+                    i = next(counter)
+                kind, q = kinds[i % len(kinds)], qs[(i // len(kinds)) % len(qs)]
+                t0 = time.perf_counter()
+                try:
+                    err = one_soak_request(http, kind, q)
+                except (httpx.HTTPError, ValueError, IndexError) as exc:
+                    err = f"{kind}: {type(exc).__name__}: {exc}"[:120]
+                ms = (time.perf_counter() - t0) * 1000
+                with lock:
+                    records.append((time.monotonic() - t_start, kind, ms, err))
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    for t in threads:
+        t.start()
+    while time.monotonic() < t_end:
+        rss.append((round(time.monotonic() - t_start, 1), round(rss_mb(pid), 1)))
+        time.sleep(5)
+    for t in threads:
+        t.join(90)
+    rss.append((round(time.monotonic() - t_start, 1), round(rss_mb(pid), 1)))
+
+    per_minute = []
+    for m in range(int(math.ceil(minutes))):
+        lat = [ms for t, _, ms, _ in records if m * 60 <= t < (m + 1) * 60]
+        errs = sum(1 for t, _, _, e in records if m * 60 <= t < (m + 1) * 60 and e)
+        if lat:
+            per_minute.append({"minute": m + 1, "requests": len(lat), "errors": errs,
+                               "p50_ms": round(statistics.median(lat), 1), "p95_ms": round(percentile(lat, 95), 1)})
+    after = [ms for t, _, ms, _ in records if t >= warmup_minutes * 60]
+    by_kind = {k: round(percentile([ms for t, kk, ms, _ in records if kk == k and t >= warmup_minutes * 60], 95), 1)
+               for k in kinds}
+    warm_rss = max(v for t, v in rss if t <= warmup_minutes * 60)
+    errors = [e for *_, e in records if e]
+    return {"minutes": minutes, "warmup_minutes": warmup_minutes, "clients": clients, "mix": kinds, "requests": len(records),
+            "errors": len(errors), "error_samples": errors[:5],
+            "throughput_rps": round(len(records) / (minutes * 60), 1),
+            "p95_ms_after_warmup": round(percentile(after, 95), 1), "p50_ms_after_warmup": round(statistics.median(after), 1),
+            "p95_ms_by_kind_after_warmup": by_kind, "per_minute": per_minute,
+            "rss_mb": {"after_warmup": warm_rss, "end": rss[-1][1], "max": max(v for _, v in rss),
+                       "growth_after_warmup_pct": round(100 * (rss[-1][1] - warm_rss) / warm_rss, 2),
+                       "samples": rss}}
+
+
+def soak_main(args) -> None:
+    home = Path(tempfile.mkdtemp(prefix="clusterqa-soak-"))
+    corpus = make_corpus(home, with_xss=False)
+    server = start_server("soak", home=home / "run", corpus=corpus, index_dir=home / "index", rate_limit_per_minute=0)
+    try:
+        while not httpx.get(server.url + "/api/health").json().get("warm"):
+            time.sleep(0.5)
+        health = httpx.get(server.url + "/api/health").json()
+        load0 = os.getloadavg()
+        result = soak(server.url, server.proc.pid, args.minutes, args.clients, min(args.warmup, args.minutes / 2))
+        load1 = os.getloadavg()
+        log_text = server.log_path.read_text(errors="replace")
+    finally:
+        server.stop()
+    result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                          "load_avg_before": [round(x, 2) for x in load0], "load_avg_after": [round(x, 2) for x in load1]},
+              "documents": health["documents"], "chunks": health["chunks"], "mode": health["mode"],
+              **result, "server_tracebacks": log_text.count("Traceback"),
+              "targets": {"errors": 0, "rss_growth_pct": 5.0, "p95_ms": 1000.0}}
+    result["met"] = {"errors": result["errors"] == 0 and result["server_tracebacks"] == 0,
+                     "rss_growth": result["rss_mb"]["growth_after_warmup_pct"] <= 5.0,
+                     "p95": result["p95_ms_after_warmup"] <= 1000.0}
+    SOAK_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    SOAK_RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\nClusterQA soak: {args.clients} clients, {args.minutes:g} min, {result['requests']} requests "
+          f"({result['throughput_rps']} req/s), load avg {result['machine']['load_avg_after'][0]}")
+    print(f"errors {result['errors']} (server tracebacks {result['server_tracebacks']}); p95 after warm-up "
+          f"{result['p95_ms_after_warmup']} ms; RSS {result['rss_mb']['after_warmup']} -> {result['rss_mb']['end']} MB "
+          f"({result['rss_mb']['growth_after_warmup_pct']:+.2f} %)")
+    for m in result["per_minute"]:
+        print(f"  minute {m['minute']:>2}: {m['requests']:>5} requests, {m['errors']} errors, p50 {m['p50_ms']:>7} ms, "
+              f"p95 {m['p95_ms']:>7} ms")
+    print(f"written {SOAK_RESULTS.relative_to(REPO)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--starts", type=int, default=2, help="cold starts to time (median reported)")
+    parser.add_argument("--soak", action="store_true", help="run the soak instead (writes server_soak.json)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="soak length")
+    parser.add_argument("--clients", type=int, default=16, help="soak clients")
+    parser.add_argument("--warmup", type=float, default=1.0, help="soak minutes before RSS and p95 are judged")
     args = parser.parse_args()
+    if args.soak:
+        return soak_main(args)
 
     home = Path(tempfile.mkdtemp(prefix="clusterqa-bench-"))
     corpus, index_dir = make_corpus(home, with_xss=False), home / "index"

@@ -77,17 +77,24 @@ def test_chinese_question_answer_cards_and_document_view(page, server, artifacts
     assert not card.evaluate("e => e.open")
     answer.locator("a.cqa-ref").first.click()  # [1] leads to its card and opens it
     page.wait_for_function("e => e.open", arg=card.element_handle())
-    mark = card.locator(".cqa-passage mark")
+    mark = card.locator(".cqa-passage mark:not(.cqa-span)")
     quote = mark.inner_text()
     assert mark.is_visible() and quote and quote in card.locator(".cqa-passage").inner_text()
+    api = httpx.post(server.url + "/api/ask", json={"question": "沙特计划建设多少个医疗集群？"},
+                     headers={"X-API-Key": "test-key"}, timeout=60).json()
+    span = api.get("span")
+    if span and span["citation"] == 1:  # the exact answer, marked inside its passage
+        assert card.locator(".cqa-passage mark.cqa-span").inner_text() == span["text"]
     assert "[1]" in card.locator("summary").inner_text()
     shot(page, artifacts_dir, "chat-zh-desktop")
 
     href = card.locator("a", has_text="Full document").get_attribute("href")
     assert href.startswith("doc/") and "#passage" in href
     page.goto(server.url + "/" + href, wait_until="load")
-    doc_mark = page.locator("#passage mark")
+    doc_mark = page.locator("#passage mark:not(.cqa-span)")
     assert doc_mark.inner_text() == quote
+    if span and span["citation"] == 1:
+        assert page.locator("#passage mark.cqa-span").inner_text() == span["text"]
     assert page.evaluate("window.scrollY") > 0 or page.locator("#passage").is_visible()
     shot(page, artifacts_dir, "doc-view")
 
@@ -97,7 +104,7 @@ def test_english_answer_copy_and_feedback(page, server):
     question = "How many medical clusters does Saudi Arabia plan to build?"
     answer = ask_in_chat(page, question)
     text = answer.locator(".cqa-text").inner_text()
-    assert text.startswith("According to") and "21" in text and "[1]" in text
+    assert "According to" in text and "21" in text and "[1]" in text
     answer.locator("a.cqa-copy").click()
     page.wait_for_function("document.querySelector('a.cqa-copy').innerText.includes('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == text  # the answer only, no card markup
@@ -156,7 +163,7 @@ def test_xss_document_is_text_in_chat_and_document_view(page, server, artifacts_
     xss_card = cards.filter(has_text="Zorblax").first
     xss_card.locator("summary").click()
     assert_xss_inert(page, xss_card.locator(".cqa-passage"))  # all of it inside the passage box
-    assert xss_card.locator("mark").count() == 1  # the quote spans a blank line and stays one <mark>
+    assert xss_card.locator("mark:not(.cqa-span)").count() == 1  # the quote spans a blank line and stays one <mark>
     shot(page, artifacts_dir, "xss-chat")
     markup_question = '<img src=x onerror="window.__xss=1"> Zorblax 样本是什么？'
     ask_in_chat(page, markup_question)
@@ -176,7 +183,7 @@ def test_widget_on_portal_opens_answers_and_keeps_xss_inert(page, server, artifa
     reply.locator("details").first.wait_for(state="attached")
     assert "21" in reply.inner_text() and "[1]" in reply.inner_text()
     reply.locator("a.ref").first.click()
-    assert reply.locator("details").first.locator("mark").is_visible()
+    assert reply.locator("details").first.locator("mark:not(.cqa-span)").is_visible()
     panel = page.locator("#cqa-widget-panel").bounding_box()
     assert round(panel["width"]) == 380 and round(panel["height"]) == 600
     shot(page, artifacts_dir, "portal-widget")
@@ -257,3 +264,36 @@ def test_admin_uploads_lists_and_removes_on_the_page(page, server, tmp_path, art
 
 def test_no_server_errors_logged(server):
     assert "Traceback" not in server.log_path.read_text(errors="replace")
+
+
+def test_embed_marks_the_answer_span_inside_the_quote(page, server):
+    """/embed draws the span (docs/CONTRACTS.md) with DOM calls only; a span is injected into
+    the streamed answer here so this holds whether or not the engine sends one yet."""
+    def add_span(route):
+        response = route.fetch()
+        blocks = []
+        for block in response.text().split("\n\n"):
+            if block.startswith("event: answer\n"):
+                head, data = block.split("data: ", 1)
+                event = json.loads(data)
+                c = event["answer"]["citations"][0]
+                start = c["text"].find(c["quote"]) + 1
+                event["answer"]["span"] = {"text": c["text"][start:start + 4], "citation": 1,
+                                           "start": start, "end": start + 4}
+                block = head + "data: " + json.dumps(event, ensure_ascii=False)
+                page.injected = event["answer"]
+            blocks.append(block)
+        route.fulfill(response=response, body="\n\n".join(blocks))
+
+    page.route("**/api/ask/stream", add_span)
+    page.goto(server.url + "/embed", wait_until="load")
+    page.locator("#cqa-q").fill("沙特计划建设多少个医疗集群？")
+    page.locator("#cqa-send").click()
+    card = page.locator(".msg.bot details").first
+    card.wait_for(state="attached")
+    span = page.injected["span"]
+    nested = card.locator(".passage mark:not(.cqa-span) > mark.cqa-span")
+    assert nested.count() == 1 and nested.text_content() == span["text"]
+    assert card.locator(".passage").text_content() == page.injected["citations"][0]["text"]  # nothing lost
+    href = card.locator("a", has_text="Full document").get_attribute("href")
+    assert f"&ss={span['start']}&se={span['end']}" in href

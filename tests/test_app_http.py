@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app import answer_html
+from server.html import marked
 from browser.harness import XSS_DOC_ID, shared_server
 
 pytestmark = pytest.mark.slow
@@ -80,11 +81,11 @@ def test_ask_chinese_answer_cites_passages(api):
 
 def test_ask_english_and_follow_up(api):
     first = ask(api, "How many medical clusters does Saudi Arabia plan to build?")
-    assert first["language"] == "en" and first["answer"].startswith("According to")
+    assert first["language"] == "en" and "According to" in first["answer"]
     assert "21" in first["answer"] and first["citations"]
     history = [{"role": "user", "content": first["question"]}, {"role": "assistant", "content": first["answer"]}]
     follow = ask(api, "What about Korea?", history=history)
-    assert follow["language"] == "en" and follow["answer"].startswith("According to")
+    assert follow["language"] == "en" and "According to" in follow["answer"]
     assert "Korea" in follow.get("resolved_question", "") and "韩国" in follow["answer"]
 
 
@@ -292,3 +293,52 @@ def test_gradio_client_from_another_process(main_server):
 def test_no_server_errors_logged(main_server):
     # every bad request above must have been a 4xx, never a traceback
     assert "Traceback" not in main_server.log_path.read_text(errors="replace")
+
+
+def test_answer_span_is_marked_inside_the_quote():
+    text = "甲乙。沙特计划建设21个医疗集群。丙丁"
+    quote = "沙特计划建设21个医疗集群。"
+    start = text.index("21")
+    a = {"answer": "答：21个 [1]", "language": "zh-Hans", "answered": True,
+         "span": {"text": "21个", "citation": 1, "start": start, "end": start + 3},
+         "citations": [{"n": 1, "doc_id": "d.txt", "title": "T", "source": "", "date": "", "text": text,
+                        "quote": quote, "start": 100, "end": 100 + len(text)}]}
+    out = answer_html(a, 0)
+    assert '甲乙。<mark>沙特计划建设<mark class="cqa-span">21个</mark>医疗集群。</mark>丙丁' in out
+    assert f"ss={start}&amp;se={start + 3}" in out  # the document view gets the span too
+    assert "cqa-span" not in answer_html({**a, "span": None}, 0)  # refused / not sent yet: no span
+    assert "cqa-span" not in answer_html({k: v for k, v in a.items() if k != "span"}, 0)
+    # a span that runs past the quote still nests: the tags are balanced everywhere
+    both = marked(text, (3, 10), (8, 14))
+    assert both == '甲乙。<mark>沙特计划建<mark class="cqa-span">设2</mark></mark><mark class="cqa-span">1个医疗</mark>集群。丙丁'
+
+
+def test_document_view_marks_the_span(api, main_server):
+    a = ask(api, "沙特计划建设多少个医疗集群？")
+    c = a["citations"][0]
+    qs = c["text"].find(c["quote"])
+    span = a.get("span") or {"start": qs + 1, "end": qs + 3}  # the engine's span, or one made up here
+    if a.get("span"):
+        cited = a["citations"][span["citation"] - 1]
+        assert cited["text"][span["start"]:span["end"]] == span["text"]  # offsets index the rendered passage
+        c = cited
+        qs = c["text"].find(c["quote"])
+    r = httpx.get(f"{main_server.url}/doc/{c['doc_id']}", params={
+        "start": c["start"], "end": c["end"], "qs": qs, "qe": qs + len(c["quote"]),
+        "ss": span["start"], "se": span["end"]})
+    assert r.status_code == 200
+    import re
+
+    marked_text = "".join(re.findall(r'<mark class="cqa-span">(.*?)</mark>', r.text))
+    assert marked_text == c["text"][span["start"]:span["end"]]
+    assert httpx.get(f"{main_server.url}/doc/{c['doc_id']}", params={"ss": -1}).status_code == 400
+
+
+def test_openapi_describes_the_answer(main_server):
+    spec = httpx.get(main_server.url + "/api/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert {"Answer", "Citation", "Span", "Health", "Document", "Error"} <= set(schemas)
+    assert "span" in schemas["Answer"]["properties"] and "citations" in schemas["Answer"]["required"]
+    ok = spec["paths"]["/api/ask"]["post"]["responses"]
+    assert ok["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Answer")
+    assert ok["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
