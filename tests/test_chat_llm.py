@@ -106,7 +106,7 @@ def test_injection_extractive_is_only_text(planted_index):
     assert all(c.doc_id == "clusters.txt" for c in a.citations)
     # asked about the notice itself, it is quoted as a document, never obeyed
     b = engine.ask("通知里说了什么？")
-    assert "HACKED" not in b.answer or b.answer.startswith("根据文档：")
+    assert "HACKED" not in b.answer or "根据文档" in b.answer  # quoted under the documents' framing
 
 
 def test_injection_llm_mode_obedient_model_is_caught(planted_index, fake):
@@ -125,5 +125,5 @@ def test_english_question_with_chinese_evidence_quotes_the_source(planted_index)
     index, settings = planted_index
     a = ChatEngine(index, settings).ask("How many medical clusters does Saudi Arabia plan to build?")
     assert a.language == "en" and a.answered
-    assert a.answer.startswith("According to the documents (quoted from the Chinese source, untranslated):")
+    assert "According to the documents (quoted from the Chinese source, untranslated):" in a.answer
     assert "“" in a.answer and "21个医疗集群" in a.answer
