@@ -9,11 +9,11 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from playwright import sync_api as playwright_api  # a test dependency: missing means fail, not skip
 
 from browser.harness import XSS_DOC_ID, launch_chromium, shared_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 XSS_LITERALS = ["<script>window.__xss=1</script>", '<img src=x onerror="window.__xss=1">']
 XSS_QUESTION = "Zorblax 安全测试样本包含哪些标签？"
