@@ -20,6 +20,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
 
+from .errors import error_response
 from .models import Turn
 from .service import NotReady
 from .uploads import document_record
@@ -96,6 +97,11 @@ def mount_mcp(app, service):
     # POST only: stateless with JSON replies, a GET would open a server-to-client event stream
     # that nothing ever writes to, holding the connection open.
     app.router.routes.append(Route("/mcp", endpoint=endpoint, methods=["POST"]))
+
+    async def post_only(request):
+        return error_response("/mcp", 405, "MCP here is stateless streamable HTTP: POST only", headers={"Allow": "POST"})
+
+    app.router.routes.append(Route("/mcp", endpoint=post_only, methods=["GET", "DELETE", "PUT", "PATCH"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

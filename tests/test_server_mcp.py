@@ -83,6 +83,9 @@ def test_streamable_http_needs_a_key(server):
     r = httpx.post(server.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                    headers={"Accept": "application/json, text/event-stream"})
     assert r.status_code == 401 and "error" in r.json()
+    # stateless: no server-to-client stream to hold open
+    r = httpx.get(server.url + "/mcp", headers={"X-API-Key": "test-key", "Accept": "text/event-stream"}, timeout=10)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
 
     async def run():
         async with create_mcp_http_client(headers={"X-API-Key": "wrong"}) as http:
