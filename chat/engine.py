@@ -160,6 +160,7 @@ class ChatEngine:
         t3 = time.perf_counter()
         answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "read": (t2 - t1) * 1000,
                              "answer": (t3 - t1) * 1000, "total": (t3 - started) * 1000}
+        answer.ranked = [r.hit.chunk for r in readings] or [h.chunk for h in hits]
         answer.evidence = {"readings": [r.to_dict() for r in readings[:5]],
                            "threshold": self.params.answer_threshold}
         yield {"type": "answer", "answer": answer.to_dict(), "_answer": answer}

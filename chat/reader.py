@@ -194,9 +194,11 @@ class Reader:
                                    f"({len(set(state) ^ expected)} tensors differ): {RETRAIN_HINT}")
         net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
         net.eval()
-        # int8 matrix products for the linear layers: ~2x faster on CPU (measured in chat/README)
-        if cfg.get("infer_int8", True):
-            net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+        # bfloat16 matrix products where the CPU has them natively (AVX512-BF16/AMX); int8
+        # dynamic quantisation was tried and halved CMRC F1 (chat/README.md)
+        from index.embedding import _native_bfloat16
+
+        self.bf16 = bool(cfg.get("infer_bf16", True)) and _native_bfloat16()
         self.net = net
         self.threads = threads
         self._lock = threading.Lock()
@@ -222,11 +224,12 @@ class Reader:
             if self.threads:
                 torch.set_num_threads(self.threads)
             try:
-                start, end, answerable = self.net(ids, mask)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                    start, end, answerable = self.net(ids, mask)
             finally:
                 if self.threads:
                     torch.set_num_threads(prev)
-        start, end, answerable = start.numpy(), end.numpy(), answerable.numpy()
+        start, end, answerable = start.float().numpy(), end.float().numpy(), answerable.float().numpy()
         out: list[SpanPrediction | None] = [None] * len(passages)
         for k, (p, _, _, cmask, offsets) in enumerate(windows):
             score, cs, ce = best_span(start[k][:width], end[k][:width], cmask[:width], offsets[:width],

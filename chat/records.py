@@ -41,6 +41,9 @@ class Answer:
     # the reader's short answer: {"text", "citation": n, "start", "end"} with offsets into
     # citations[n-1].text; None when refused (and for LLM and metadata answers)
     span: dict | None = None
+    # the passages in the order the answer path ranked them (reader first), for in-process
+    # evaluation of the chat path's ranking; not part of the JSON contract
+    ranked: list = field(default_factory=list, repr=False)
     evidence: dict | None = field(default=None, repr=False)  # the refusal rule's inputs (tuning, debugging)
 
     def to_dict(self) -> dict:

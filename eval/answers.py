@@ -8,7 +8,15 @@ _MARKER = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")
 
 
 def answer_dict(answer) -> dict:
-    return answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
+    """The Answer JSON; in process it also carries "retrieved", the chat path's own passage
+    order (reader first), so its hit@k/MRR measure that order, not only the citations."""
+    if not hasattr(answer, "to_dict"):
+        return dict(answer)
+    out = answer.to_dict()
+    ranked = getattr(answer, "ranked", None)
+    if ranked:
+        out["retrieved"] = [{"chunk_id": c.chunk_id, "doc_id": c.doc_id, "text": c.text} for c in ranked]
+    return out
 
 
 def ranked_passages(ad: dict) -> list[dict]:

@@ -189,7 +189,7 @@ def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: i
             engine = engine_factory(index, bench_settings)
         # Answering costs far more than retrieval: optionally a stratified sub-sample of the sample.
         asked = stratified_sample(questions, answer_limit, seed)
-        recs = answer_pass(engine, asked, progress=progress)
+        recs = answer_pass(engine, asked, top_k=top_k, progress=progress)
         for q, r in zip(asked, recs):
             per_q[q.id]["clusterqa"] = {k: r[k] for k in ("answer", "answered", "rank", "answer_recall",
                                                            "citation_precision", "answer_sentences",
