@@ -156,9 +156,12 @@ def run_squad(path, out_dir, *, settings, retrieval_only: bool = False, limit: i
     answerable = [q for q in questions if q.answerable]
     # "file": every paragraph is a document (the benchmark proper); "sample": only the
     # sampled questions' paragraphs (a smaller, faster corpus, e.g. for the CI gate).
-    indexed = {q.paragraph for q in questions if q.answerable}
-    keys = (sorted(k for k in squad.paragraphs if k in indexed or not unindexed_share) if corpus == "file"
-            else sorted(indexed))
+    if unindexed_share:  # every paragraph of the articles kept, none of the dropped ones
+        dropped = {q.paragraph for q in squad.questions if not q.answerable}
+        keys = sorted(k for k in squad.paragraphs if k not in dropped) if corpus == "file" else \
+            sorted({q.paragraph for q in questions if q.answerable})
+    else:
+        keys = sorted(squad.paragraphs) if corpus == "file" else sorted({q.paragraph for q in questions})
 
     t0 = time.perf_counter()
     bp = BuildProgress(progress)

@@ -1,0 +1,78 @@
+"""Fitted parameters: the typed file, language-aware fusion, the reader calibration, the split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from index.fitted import FITTED_VERSION, Fitted, load_fitted, save_fitted
+from index.hybrid import Candidates, Fusion
+
+
+def _pool(dense, bm25, cross):
+    n = len(dense)
+    return Candidates(rows=np.arange(n), dense_scores=np.array(dense, float), bm25_scores=np.array(bm25, float),
+                      dense_ranks=np.arange(1, n + 1), bm25_ranks=np.arange(1, n + 1),
+                      cross_language=np.array(cross, bool))
+
+
+def test_other_language_candidates_are_scored_by_dense_alone():
+    # candidate 2 is English under a Chinese question: its stray BM25 match (a number) must not count
+    pool = _pool(dense=[0.80, 0.70, 0.90], bm25=[5.0, 0.0, 9.0], cross=[False, False, True])
+    fused = Fusion("weighted", dense_weight=0.55, cross_weight=0.8).fuse(pool)
+    assert fused[2] == pytest.approx(0.8 * 1.0)  # dense min-max 1.0, BM25 ignored
+    assert fused[0] == pytest.approx(0.55 * 0.5 + 0.45 * 1.0)  # BM25 normalised over same-language only
+    no_flags = Candidates(pool.rows, pool.dense_scores, pool.bm25_scores, pool.dense_ranks, pool.bm25_ranks)
+    assert Fusion("weighted").fuse(no_flags)[2] == pytest.approx(1.0)  # unflagged pools: the old fusion
+
+
+def test_fitted_file_round_trip_and_version_check(tmp_path):
+    path = tmp_path / "fitted.json"
+    save_fitted(lambda f: setattr(f.reader, "answer_threshold", 1.5), path)
+    assert load_fitted(path).reader.answer_threshold == 1.5
+    data = json.loads(path.read_text())
+    assert data["version"] == FITTED_VERSION and "fusion" in data
+    data["version"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="version"):
+        Fitted.from_dict(json.loads(path.read_text()))
+
+
+def test_committed_fitted_file_says_what_it_was_fitted_on():
+    fitted = load_fitted()
+    for section in (fitted.fusion, fitted.reader):
+        assert "training files" in section.fitted_on and section.figures
+        assert "cmrc2018_dev" not in section.fitted_on and "dev.jsonl" not in section.fitted_on
+
+
+def test_reader_calibration_picks_the_weight_and_a_threshold_that_keeps_the_answer_floor():
+    from eval.calibrate_reader import ANSWER_FLOOR, fit
+
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(200):  # answerable: the relevant passage has high answerability but a low retrieval score
+        records.append({"source": "s", "answerable": True, "passages": [
+            {"answerable": 2.0 + rng.normal(), "retrieval": 0.2, "relevant": True},
+            {"answerable": 1.5 + rng.normal(), "retrieval": 1.0, "relevant": False}]})
+    for i in range(200):
+        records.append({"source": "s", "answerable": False, "passages": [
+            {"answerable": -2.0 + rng.normal(), "retrieval": 0.5, "relevant": False}]})
+    out = fit(records)
+    assert out["rerank_retrieval_weight"] == 0.0  # retrieval score only misleads here
+    assert out["figures"]["answerable_answered"] >= ANSWER_FLOOR
+    assert out["figures"]["unindexed_refused"] > 0.9
+
+
+def test_split_is_by_article_and_never_uses_evaluation_files():
+    from eval import splits
+
+    assert "cmrc2018_dev.json" not in splits.TRAINING_FILES.values()
+    rows = splits.load("cmrc_trial")
+    train, held = splits.split("cmrc_trial", rows, "train"), splits.split("cmrc_trial", rows, "held_out")
+    assert len(train) + len(held) == len(rows) and held
+    assert not {r.article for r in train} & {r.article for r in held}
+    en_held = {r.article for r in splits.split("xquad_en", splits.load("xquad_en"), "held_out")}
+    squad_train = {r.article for r in splits.split("squad", splits.load("squad"), "train")}
+    assert en_held and not en_held & squad_train  # XQuAD and SQuAD are split together
