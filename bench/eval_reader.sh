@@ -18,7 +18,7 @@ $PY -m eval squad "$H/xquad_zh_held_out.json" --out $R/eval_xquad_heldout_zh-zh 
 $PY -m eval squad "$H/xquad_zh_held_out.json" --questions-from "$H/xquad_en_held_out.json" --out $R/eval_xquad_heldout_en-zh --quiet
 $PY -m eval squad "$H/xquad_en_held_out.json" --questions-from "$H/xquad_zh_held_out.json" --out $R/eval_xquad_heldout_zh-en --quiet
 # refusal: 30 % of the articles left out of the index, their questions must be refused
-$PY -m eval squad $BENCH/cmrc2018_dev.json --unindexed-share 0.3 --limit 1000 --out $R/eval_cmrc_unindexed --quiet
+$PY -m eval squad $BENCH/cmrc2018_dev.json --unindexed-share 0.3 --limit 600 --out $R/eval_cmrc_unindexed --quiet
 $PY -m eval squad "$H/squad_held_out.json" --unindexed-share 0.34 --out $R/eval_squad_heldout_unindexed --quiet
 # the dev question set (evaluation-only)
 $PY -m eval run data/questions/dev.jsonl --out $R/eval_dev --quiet

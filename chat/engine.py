@@ -174,15 +174,16 @@ class ChatEngine:
                                         query_vector=vector))[:max(top_k, self.settings.reader_passages)]
 
     def _read(self, question: str, hits: list) -> list[Reading]:
-        """The reader reads the top passages; they are re-ordered by its answerability plus
-        the weighted retrieval score; passages not read keep their order after them."""
+        """The reader reads the top passages; they are re-ordered by the calibrated
+        answerability score (index/fitted.py ReaderParams: the reader's answerability and
+        span score with the retrieval score); passages not read keep their order after them."""
         from ingest.script import to_simplified
 
         n = min(len(hits), self.settings.reader_passages)
         # passages are canonical Simplified and the reader was trained on Simplified text
         predictions = self.reader.read(to_simplified(question), [h.chunk.text for h in hits[:n]])
-        w = self.params.rerank_retrieval_weight
-        read = [Reading(h, p, p.answerable + w * float(h.score)) for h, p in zip(hits, predictions)]
+        score = self.params.score
+        read = [Reading(h, p, score(p.answerable, p.span_score, float(h.score))) for h, p in zip(hits, predictions)]
         read.sort(key=lambda r: -r.rank_score)
         return read + [Reading(h, None, float("-inf")) for h in hits[n:]]
 
@@ -228,7 +229,7 @@ class ChatEngine:
     def _extractive_answer(self, answer: Answer, resolution: Resolution, readings: list[Reading],
                            language: str) -> None:
         best = readings[0]
-        if best.prediction is None or best.prediction.answerable < self.params.answer_threshold \
+        if best.prediction is None or best.rank_score < self.params.answer_threshold \
                 or best.prediction.end <= best.prediction.start:
             answer.answer = message("not_found", language)
             answer.citations = nearest_citations([r.hit for r in readings], language)

@@ -9,9 +9,12 @@ retrieved and read through the engine as it serves (same passages, same reader);
 passage we record its answerability logit, its retrieval score and whether it holds the
 answer. Then:
 
-- rerank weight w: passages ordered by answerability + w × retrieval score; w from a grid,
-  the one with the best hit@1 on the answerable questions (ties: the smaller w);
-- threshold: the highest one that still answers ≥ 97.5 % of the answerable questions
+- the calibrated answerability score: a logistic regression, per read passage, of "it holds
+  the answer" on the reader's answerability logit, its span score and the retrieval score
+  (every passage of an unindexed question is a negative); passages are ordered by it, and
+  the figures keep hit@1 of the retrieval order and of the reader's logit alone, which the
+  re-ranking must beat;
+- threshold on the best passage's score: the highest one that still answers ≥ 97.5 % of the answerable questions
   (the product's floor is ≤ 3 % of them refused), so refusing a question is never cheaper
   than it was promised to be; the share of unindexed questions refused is reported.
 """
@@ -23,9 +26,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import splits
 
-GRID = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
 ANSWER_FLOOR = 0.975
 UNINDEXED_SHARE = 0.3
 
@@ -58,7 +62,8 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
             readings = engine.read_passages(q.question)
             out.append({
                 "source": source, "answerable": q.answerable,
-                "passages": [{"answerable": r.prediction.answerable, "retrieval": float(r.hit.score),
+                "passages": [{"answerable": r.prediction.answerable, "span": r.prediction.span_score,
+                              "retrieval": float(r.hit.score),
                               "relevant": paragraph_of_doc(r.hit.chunk.doc_id) == q.paragraph
                               and contains_any(r.hit.chunk.text, q.answers)}
                              for r in readings if r.prediction is not None],
@@ -66,35 +71,62 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
     return out
 
 
+FEATURES = ("answerable", "span", "retrieval")
+
+
+def _features(p: dict) -> list[float]:
+    return [p["answerable"], p["span"], p["retrieval"]]
+
+
+def logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
+    """Weights (with the bias last) of an L2-regularised logistic regression, by Newton steps."""
+    X = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(X.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-X @ w))
+        grad = X.T @ (p - y) + l2 * np.r_[w[:-1], 0]
+        hess = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
+        w -= np.linalg.solve(hess, grad)
+    return w
+
+
 def fit(records: list[dict]) -> dict:
+    """Per read passage, "does it hold the answer?" (false for every passage of an unindexed
+    question) as a logistic regression of the reader's outputs and the retrieval score;
+    the threshold on the best passage's score keeps ANSWER_FLOOR of answerables answered."""
+    rows = [(p, r) for r in records for p in r["passages"]]
+    x = np.array([_features(p) for p, _ in rows], dtype=float)
+    y = np.array([float(r["answerable"] and p["relevant"]) for p, r in rows])
+    w = logistic(x, y)
+
+    def score(p):
+        return float(np.dot(w[:-1], _features(p)) + w[-1])
+
+    def best(r):
+        return max(r["passages"], key=score)
+
     answerable = [r for r in records if r["answerable"] and r["passages"]]
-
-    def best(r, w):
-        return max(r["passages"], key=lambda p: p["answerable"] + w * p["retrieval"])
-
-    hit1 = {w: sum(best(r, w)["relevant"] for r in answerable) / max(1, len(answerable)) for w in GRID}
-    w = max(GRID, key=lambda g: (round(hit1[g], 4), -g))
-    pos = sorted(best(r, w)["answerable"] for r in answerable)
+    unindexed = [r for r in records if not r["answerable"] and r["passages"]]
+    pos = sorted(score(best(r)) for r in answerable)
     threshold = pos[int((1 - ANSWER_FLOOR) * len(pos))] if pos else 0.0
-    neg = [best(r, w)["answerable"] for r in records if not r["answerable"] and r["passages"]]
-    figures = {
-        "questions": len(records), "answerable": len(answerable), "unindexed": len(neg),
-        "hit@1_by_weight": {str(g): round(v, 4) for g, v in hit1.items()},
-        "answerable_answered": round(sum(p >= threshold for p in pos) / max(1, len(pos)), 4),
-        "unindexed_refused": round(sum(n < threshold for n in neg) / max(1, len(neg)), 4),
-    }
-    by_source = {}
+
+    def rates(rs_pos, rs_neg, key=score):
+        hit = sum(max(r["passages"], key=key)["relevant"] for r in rs_pos) / max(1, len(rs_pos))
+        return {"hit@1": round(hit, 4),
+                "answerable_answered": round(sum(score(best(r)) >= threshold for r in rs_pos) / max(1, len(rs_pos)), 4),
+                "unindexed_refused": round(sum(score(best(r)) < threshold for r in rs_neg) / max(1, len(rs_neg)), 4)}
+
+    figures = {"questions": len(records), "answerable": len(answerable), "unindexed": len(unindexed),
+               **rates(answerable, unindexed),
+               # what re-ranking must beat: the retrieval order, and the reader's own logit alone
+               "hit@1_retrieval_order": rates(answerable, [], key=lambda p: p["retrieval"])["hit@1"],
+               "hit@1_answerability_logit_only": rates(answerable, [], key=lambda p: p["answerable"])["hit@1"],
+               "by_source": {}}
     for source in sorted({r["source"] for r in records}):
-        rs = [r for r in records if r["source"] == source and r["passages"]]
-        a = [r for r in rs if r["answerable"]]
-        n = [r for r in rs if not r["answerable"]]
-        by_source[source] = {
-            "answerable_answered": round(sum(best(r, w)["answerable"] >= threshold for r in a) / max(1, len(a)), 4),
-            "unindexed_refused": round(sum(best(r, w)["answerable"] < threshold for r in n) / max(1, len(n)), 4),
-            "hit@1": round(sum(best(r, w)["relevant"] for r in a) / max(1, len(a)), 4),
-        }
-    figures["by_source"] = by_source
-    return {"answer_threshold": round(float(threshold), 4), "rerank_retrieval_weight": w, "figures": figures}
+        figures["by_source"][source] = rates([r for r in answerable if r["source"] == source],
+                                             [r for r in unindexed if r["source"] == source])
+    return {"weights": dict(zip(FEATURES + ("bias",), (round(float(v), 4) for v in w))),
+            "answer_threshold": round(float(threshold), 4), "figures": figures}
 
 
 def main(argv=None) -> None:
@@ -115,7 +147,9 @@ def main(argv=None) -> None:
     if not args.dry_run:
         def update(f):
             f.reader.answer_threshold = fitted["answer_threshold"]
-            f.reader.rerank_retrieval_weight = fitted["rerank_retrieval_weight"]
+            wts = fitted["weights"]
+            f.reader.answerable_weight, f.reader.span_weight = wts["answerable"], wts["span"]
+            f.reader.retrieval_weight, f.reader.bias = wts["retrieval"], wts["bias"]
             f.reader.fitted_on = ("held-out split of the training files (eval/splits.py), "
                                   f"{UNINDEXED_SHARE:.0%} of its articles left out of the index")
             f.reader.figures = fitted["figures"]

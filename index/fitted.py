@@ -27,12 +27,21 @@ class FusionParams:
 
 @dataclass
 class ReaderParams:
-    # answered <=> reader answerability logit of the best passage >= threshold
+    """The calibrated answerability score of a read passage, a logistic regression of the
+    reader's two outputs and the passage's retrieval score ("does this passage answer?"):
+    passages are ordered by it and the best one must reach `answer_threshold`."""
+
+    answerable_weight: float = 1.0  # the reader's answerability logit
+    span_weight: float = 0.0  # the reader's best span score (start + end logit)
+    retrieval_weight: float = 1.0  # the fused retrieval score (min-max scaled, 0..1)
+    bias: float = 0.0
     answer_threshold: float = 0.0
-    # passage order: reader score + rerank_retrieval_weight * fused retrieval score
-    rerank_retrieval_weight: float = 1.0
     fitted_on: str = "defaults"
     figures: dict = field(default_factory=dict)
+
+    def score(self, answerable: float, span_score: float, retrieval: float) -> float:
+        return (self.answerable_weight * answerable + self.span_weight * span_score
+                + self.retrieval_weight * retrieval + self.bias)
 
 
 @dataclass

@@ -47,22 +47,24 @@ def test_committed_fitted_file_says_what_it_was_fitted_on():
         assert "cmrc2018_dev" not in section.fitted_on and "dev.jsonl" not in section.fitted_on
 
 
-def test_reader_calibration_picks_the_weight_and_a_threshold_that_keeps_the_answer_floor():
+def test_reader_calibration_learns_which_signal_marks_the_answer_and_keeps_the_answer_floor():
     from eval.calibrate_reader import ANSWER_FLOOR, fit
 
     rng = np.random.default_rng(0)
     records = []
-    for i in range(200):  # answerable: the relevant passage has high answerability but a low retrieval score
+    for _ in range(300):  # answerable: the span score marks the right passage, retrieval misleads
         records.append({"source": "s", "answerable": True, "passages": [
-            {"answerable": 2.0 + rng.normal(), "retrieval": 0.2, "relevant": True},
-            {"answerable": 1.5 + rng.normal(), "retrieval": 1.0, "relevant": False}]})
-    for i in range(200):
+            {"answerable": rng.normal(), "span": 8 + rng.normal(), "retrieval": 0.2, "relevant": True},
+            {"answerable": rng.normal(), "span": 5 + rng.normal(), "retrieval": 1.0, "relevant": False}]})
+    for _ in range(300):  # unindexed: nothing answers, spans are weak
         records.append({"source": "s", "answerable": False, "passages": [
-            {"answerable": -2.0 + rng.normal(), "retrieval": 0.5, "relevant": False}]})
+            {"answerable": rng.normal(), "span": 4 + rng.normal(), "retrieval": 1.0, "relevant": False}]})
     out = fit(records)
-    assert out["rerank_retrieval_weight"] == 0.0  # retrieval score only misleads here
-    assert out["figures"]["answerable_answered"] >= ANSWER_FLOOR
-    assert out["figures"]["unindexed_refused"] > 0.9
+    w = out["weights"]
+    assert w["span"] > 0 and w["retrieval"] < 0 and abs(w["answerable"]) < w["span"]
+    f = out["figures"]
+    assert f["hit@1"] > 0.95 > f["hit@1_retrieval_order"]
+    assert f["answerable_answered"] >= ANSWER_FLOOR and f["unindexed_refused"] > 0.9
 
 
 def test_split_is_by_article_and_never_uses_evaluation_files():
