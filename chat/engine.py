@@ -134,7 +134,8 @@ class ChatEngine:
         t1 = time.perf_counter()
 
         field = metadata_field(resolution.question)
-        if field is not None and self._metadata_answer(answer, field, resolution.question, hits, language):
+        metadata_answered = field is not None and self._metadata_answer(answer, field, resolution.question, language)
+        if metadata_answered:
             readings = []
         else:
             yield {"type": "status", "text": "reading"}
@@ -154,6 +155,8 @@ class ChatEngine:
         else:
             if readings:
                 self._extractive_answer(answer, resolution, readings, language)
+            elif not metadata_answered:  # an empty index: nothing to read
+                answer.answer = message("not_found", language)
             for line in answer.answer.splitlines(keepends=True):
                 yield {"type": "token", "text": line}
 
@@ -201,7 +204,7 @@ class ChatEngine:
             return rules
         return Resolution(condensed, "llm", rules.ordinal)
 
-    def _metadata_answer(self, answer: Answer, field: str, question: str, hits: list, language: str) -> bool:
+    def _metadata_answer(self, answer: Answer, field: str, question: str, language: str) -> bool:
         """Date / publisher / title of the document the question is about: the one its
         remaining words retrieve, else the corpus's main article (the most passages)."""
         subject = subject_terms(question)

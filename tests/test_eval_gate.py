@@ -40,7 +40,7 @@ def test_thresholds_file_is_complete():
 def test_gate_passes_on_current_code(tmp_path, test_settings, capsys):
     env = {**os.environ, "CLUSTERQA_INDEX_DIR": str(test_settings.index_dir)}
     proc = subprocess.run([sys.executable, "-m", "eval", "gate", "--quiet", "--out", str(tmp_path / "gate")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     with capsys.disabled():  # the figures go to the CI log whatever the outcome
         print("\n" + proc.stdout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
