@@ -28,7 +28,9 @@ class InProcessAsker:
         self.target = f"in-process ({settings.index_dir})"
 
     def ask(self, question: str, history: list, top_k: int | None) -> dict:
-        return answer_dict(self.engine.ask(question, history=history or None, top_k=top_k))
+        out = answer_dict(self.engine.ask(question, history=history or None, top_k=top_k))
+        out.pop("retrieved", None)  # rank by the citations, as a run against a server must
+        return out
 
 
 class HttpAsker:

@@ -101,10 +101,10 @@ def test_chinese_question_answer_cards_and_document_view(page, server, artifacts
 
 def test_english_answer_copy_and_feedback(page, server):
     open_chat(page, server)
-    question = "How many medical clusters does Saudi Arabia plan to build?"
+    question = "How many members does it's OWL have?"
     answer = ask_in_chat(page, question)
     text = answer.locator(".cqa-text").inner_text()
-    assert "According to" in text and "21" in text and "[1]" in text
+    assert "According to" in text and "200" in text and "[1]" in text
     answer.locator("a.cqa-copy").click()
     page.wait_for_function("document.querySelector('a.cqa-copy').innerText.includes('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == text  # the answer only, no card markup
@@ -124,10 +124,10 @@ def test_english_answer_copy_and_feedback(page, server):
 
 def test_follow_up_and_new_conversation(page, server):
     open_chat(page, server)
-    first = ask_in_chat(page, "韩国打造了全球最大的什么集群？")
-    assert "半导体" in first.inner_text()
-    follow = ask_in_chat(page, "那沙特呢？")
-    assert "医疗集群" in follow.locator(".cqa-text").inner_text()
+    first = ask_in_chat(page, "沙特计划建设多少个医疗集群？")
+    assert "21" in first.inner_text()
+    follow = ask_in_chat(page, "那韩国呢？")  # resolved to 韩国计划建设多少个医疗集群？
+    assert "韩国" in follow.locator(".cqa-text").inner_text()
     page.click("#cqa-new")
     page.wait_for_function("document.querySelectorAll('.cqa-answer').length === 0")
     assert page.locator(".cqa-q").count() == 0
@@ -204,14 +204,14 @@ def test_widget_on_portal_opens_answers_and_keeps_xss_inert(page, server, artifa
 def test_embed_iframe_380x600_answers_follow_up_and_xss(page, server, artifacts_dir):
     page.goto(server.url + "/web/portal-example.html", wait_until="load")
     frame = page.frame_locator("#cqa-iframe")
-    frame.locator("#cqa-q").fill("韩国打造了全球最大的什么集群？")
+    frame.locator("#cqa-q").fill("沙特计划建设多少个医疗集群？")
     frame.locator("#cqa-send").click()
     frame.locator(".msg.bot details").first.wait_for(state="attached")
-    frame.locator("#cqa-q").fill("那沙特呢？")
+    frame.locator("#cqa-q").fill("那韩国呢？")
     frame.locator("#cqa-send").click()
     second = frame.locator(".msg.bot").nth(1)
     second.locator("details").first.wait_for(state="attached")
-    assert "医疗集群" in second.inner_text()  # the embed keeps the conversation too
+    assert "韩国" in second.inner_text()  # the embed keeps the conversation too
     frame.locator("#cqa-q").fill(XSS_QUESTION)
     frame.locator("#cqa-send").click()
     third = frame.locator(".msg.bot").nth(2)

@@ -78,12 +78,12 @@ def test_llm_answer_without_citations_is_flagged_unsupported(corpus_index, test_
 def test_llm_failure_falls_back_to_extractive_with_note(corpus_index, test_settings, fake, mode, reason):
     fake.mode, fake.sleep_s = mode, 4.0
     engine = llm_engine(corpus_index, test_settings, fake, timeout=1.0)
-    history = [{"role": "user", "content": "韩国打造了全球最大的什么集群？"},
-               {"role": "assistant", "content": "根据文档：韩国打造全球最大半导体集群。[1]"}]
-    a = engine.ask("那沙特呢？", history=history)
+    history = [{"role": "user", "content": "沙特计划建设多少个医疗集群？"},
+               {"role": "assistant", "content": "答：21个[1]"}]
+    a = engine.ask("那韩国呢？", history=history)
     assert a.mode == "extractive" and reason in a.note and "不可用" in a.note
-    assert a.resolved_question == "沙特打造了全球最大的什么集群？"  # condense failed too: the rules resolved it
-    assert a.answered and "医疗集群" in a.answer
+    assert a.resolved_question == "韩国计划建设多少个医疗集群？"  # condense failed too: the rules resolved it
+    assert a.answered and "韩国" in a.answer
 
 
 def test_llm_condenses_follow_up_with_history(corpus_index, test_settings, fake):
