@@ -1,4 +1,4 @@
-"""What the chat package hands back: an Answer with numbered Citations (DESIGN.md contract)."""
+"""What the chat package hands back: an Answer with numbered Citations (docs/CONTRACTS.md)."""
 
 from __future__ import annotations
 

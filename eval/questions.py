@@ -1,4 +1,4 @@
-"""Question sets (JSONL, DESIGN.md): id, question, optional history, answers, gold, answerable."""
+"""Question sets (JSONL, docs/CONTRACTS.md): id, question, optional history, answers, gold, answerable."""
 
 from __future__ import annotations
 

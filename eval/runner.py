@@ -34,7 +34,7 @@ class InProcessAsker:
 
 
 class HttpAsker:
-    """POST {url}/api/ask with the DESIGN.md request body."""
+    """POST {url}/api/ask with the request body of docs/CONTRACTS.md."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 120.0):
         import httpx
