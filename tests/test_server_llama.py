@@ -169,7 +169,8 @@ def test_endpoint_down_at_start_then_up(tmp_path):
         assert r.status_code == 200 and a["mode"] == "extractive" and FALLBACK in a["note"] and a["citations"]
 
         llama = start_llama_server(tmp_path, n_ctx=2048, port=port)
-        health = wait_for(app.url, lambda h: h.get("llm", {}).get("status") == "up")
+        # "up" can be reported a probe before the server's context size is read: wait for both
+        health = wait_for(app.url, lambda h: h.get("llm", {}).get("status") == "up" and "n_ctx" in h["llm"])
         assert health["llm"]["n_ctx"] == 2048
         r = httpx.post(app.url + "/api/ask", json={"question": QUESTION}, timeout=180)
         assert r.status_code == 200 and r.json()["mode"] == "llm", r.text
