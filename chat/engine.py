@@ -20,7 +20,7 @@ from index.fitted import load_fitted
 from .compose import (Composed, compose_list, compose_metadata, compose_span, make_citation,
                       nearest_citations)
 from .followup import Resolution, ordinal_of, resolve_followup
-from .language import message
+from .language import message, render
 from .lists import is_list_question, item_at, list_block
 from .llm import CANNOT_FIND, LLMAnswerer, LLMError, validate_citations
 from .metadata import fact_of, metadata_field, subject_terms
@@ -173,8 +173,8 @@ class ChatEngine:
         from chat.validation import query_text
 
         vector = self._primed.get(query_text(question))
-        return list(self.index.retrieve(question, top_k=max(top_k, self.settings.reader_passages),
-                                        query_vector=vector))[:max(top_k, self.settings.reader_passages)]
+        k = max(top_k, self.settings.reader_passages)
+        return list(self.index.retrieve(question, top_k=k, query_vector=vector))
 
     def _read(self, question: str, hits: list) -> list[Reading]:
         """The reader reads the top passages; they are re-ordered by the calibrated
@@ -224,7 +224,7 @@ class ChatEngine:
             return False
         from index.hybrid import Hit
 
-        value = fact.value if language == "en" else _render(fact.value, language)
+        value = fact.value if language == "en" else render(fact.value, language)
         composed = compose_metadata(Hit(chunks[0], 1.0, None, None, None, None), field, value, language)
         self._set(answer, composed)
         return True
@@ -278,7 +278,6 @@ class ChatEngine:
         answer.answered = True
 
     def _llm_answer(self, answer: Answer, question: str, hits, language: str) -> Iterator[dict]:
-        from .language import render
 
         passages = [render(h.chunk.text, language) for h in hits]
         pieces, sent = [], []  # sent: how many passages fitted the model's context
@@ -304,12 +303,6 @@ class ChatEngine:
                 _llm_citation(hits[n - 1], i, check.text, language) for i, n in enumerate(check.used, start=1)
             ]
         answer.note = " ".join(notes) or None
-
-
-def _render(text: str, language: str) -> str:
-    from .language import render
-
-    return render(text, language)
 
 
 def _locate(chunks: list, hit, start: int, end: int):
