@@ -161,10 +161,14 @@ class LLMAnswerer:
             n_ctx = None
             try:
                 props = self._get(f"{self._root}/props")
+                if props.status_code == 503:  # llama.cpp still loading the model: ask again later
+                    return
                 if props.status_code == 200:
                     n_ctx = props.json().get("default_generation_settings", {}).get("n_ctx")
                 if not n_ctx:
                     models = models if models is not None else self._get(f"{self.base_url}/models")
+                    if models.status_code == 503:
+                        return
                     cards = models.json().get("data", []) if models.status_code == 200 else []
                     for card in cards:
                         if card.get("id") == self.model or len(cards) == 1:
