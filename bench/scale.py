@@ -3,6 +3,7 @@
     .venv/bin/python bench/scale.py parity                       # CMRC 2018 dev, FAISS vs Qdrant local mode
     .venv/bin/python bench/scale.py run --backend faiss --sizes 100000
     .venv/bin/python bench/scale.py run --backend faiss --sizes 1000000 --dense-only
+    .venv/bin/python bench/scale.py run --backend faiss --sizes 1000000 --large [--build-dir D [--build-only]]
     .venv/bin/python bench/scale.py run --backend edge --sizes 100000
     .venv/bin/python bench/scale.py run --backend qdrant-local --sizes 10000
 
@@ -636,15 +637,24 @@ def run(args) -> None:
         if args.backend == "faiss" and args.large and not args.dense_only:
             import tempfile
 
-            tmp = tempfile.mkdtemp(prefix="scale-faiss-large-")
-            bcmd = [sys.executable, __file__, "_build_large", "--size", str(size), "--out-dir", tmp]
-            print(" ".join(bcmd), flush=True)
-            proc = subprocess.run(bcmd, capture_output=True, text=True, timeout=args.timeout)
-            if proc.returncode != 0:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit("large build failed")
-            build_entry = json.loads(proc.stdout.strip().splitlines()[-1])
+            # --build-dir keeps the build (and its figures) to query it again later, e.g. quietly
+            tmp = args.build_dir or tempfile.mkdtemp(prefix="scale-faiss-large-")
+            kept = Path(tmp) / f"build-{size}.json"
+            if kept.exists():
+                build_entry = json.loads(kept.read_text())
+            else:
+                bcmd = [sys.executable, __file__, "_build_large", "--size", str(size), "--out-dir", tmp]
+                print(" ".join(bcmd), flush=True)
+                proc = subprocess.run(bcmd, capture_output=True, text=True, timeout=args.timeout)
+                if proc.returncode != 0:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit("large build failed")
+                build_entry = json.loads(proc.stdout.strip().splitlines()[-1])
+                if args.build_dir:
+                    kept.write_text(json.dumps(build_entry))
             print("build", json.dumps(build_entry), flush=True)
+            if args.build_only:
+                continue
             cmd += ["--prebuilt", tmp]
         print(" ".join(cmd), flush=True)
         t0 = time.perf_counter()
@@ -686,6 +696,8 @@ def main() -> None:
     r.add_argument("--force", action="store_true", help="run sizes known not to fit this machine")
     r.add_argument("--large", action="store_true",
                    help="faiss: the frozen large-index form (built in its own process, BM25 memory-mapped)")
+    r.add_argument("--build-dir", help="--large: build into this folder once and reuse it on later runs")
+    r.add_argument("--build-only", action="store_true", help="--large: build (into --build-dir) and stop")
     bl = sub.add_parser("_build_large")
     bl.add_argument("--size", type=int, required=True)
     bl.add_argument("--out-dir", required=True)

@@ -56,6 +56,7 @@ def cpu_seconds(pid: int) -> float:
 def run_load(url: str, qs: list[str], total: int, clients: int, pid: int | None = None) -> dict:
     latencies: list[float] = []
     overheads: list[float] = []  # wall time minus the engine's own timings_ms.total: HTTP + server
+    stages: dict[str, list[float]] = {"retrieve": [], "read": []}  # the engine's own timings_ms
     errors: list[str] = []
     counter = iter(range(total))
     lock = threading.Lock()
@@ -73,7 +74,8 @@ def run_load(url: str, qs: list[str], total: int, clients: int, pid: int | None 
                     r = http.post("/api/ask", json={"question": qs[i % len(qs)]})
                     ok = r.status_code == 200 and "answer" in r.json()
                     err = None if ok else f"{r.status_code}: {r.text[:100]}"
-                    engine_ms = r.json()["timings_ms"]["total"] if ok else None
+                    timings = r.json()["timings_ms"] if ok else {}
+                    engine_ms = timings.get("total")
                 except httpx.HTTPError as exc:
                     err = repr(exc)
                 ms = (time.perf_counter() - t0) * 1000
@@ -81,6 +83,8 @@ def run_load(url: str, qs: list[str], total: int, clients: int, pid: int | None 
                     latencies.append(ms)
                     if engine_ms is not None:
                         overheads.append(ms - engine_ms)
+                        for stage, values in stages.items():
+                            values.append(timings.get(stage, 0.0))
                     if err:
                         errors.append(err)
 
@@ -93,11 +97,12 @@ def run_load(url: str, qs: list[str], total: int, clients: int, pid: int | None 
         t.join()
     wall = time.perf_counter() - t0
     cpu_ms = (cpu_seconds(pid) - cpu0) * 1000 / len(latencies) if pid else None
-    return {"server_cpu_ms_per_request": round(cpu_ms, 1) if cpu_ms is not None else None,"clients": clients, "requests": len(latencies), "errors": len(errors), "error_samples": errors[:3],
+    return {"server_cpu_ms_per_request": round(cpu_ms, 1) if cpu_ms is not None else None, "clients": clients, "requests": len(latencies), "errors": len(errors), "error_samples": errors[:3],
             "p50_ms": round(statistics.median(latencies), 1), "p95_ms": round(percentile(latencies, 95), 1),
             "max_ms": round(max(latencies), 1), "throughput_rps": round(len(latencies) / wall, 1),
             "server_overhead_p50_ms": round(statistics.median(overheads), 1) if overheads else None,
-            "server_overhead_p95_ms": round(percentile(overheads, 95), 1) if overheads else None}
+            "server_overhead_p95_ms": round(percentile(overheads, 95), 1) if overheads else None,
+            **{f"engine_{stage}_p50_ms": round(statistics.median(v), 1) for stage, v in stages.items() if v}}
 
 
 def rss_mb(pid: int) -> float:
@@ -309,6 +314,8 @@ def main() -> None:
         ("server overhead p95 ms, 1 client", one["server_overhead_p95_ms"], None, None),
         ("server overhead p95 ms, 8 clients", eight["server_overhead_p95_ms"], None, None),
         ("server CPU ms per request, 1 client", one["server_cpu_ms_per_request"], None, None),
+        ("engine retrieve p50 ms, 1 client", one.get("engine_retrieve_p50_ms", 0.0), None, None),
+        ("engine read (reader) p50 ms, 1 client", one.get("engine_read_p50_ms", 0.0), None, None),
     ]
     for name, value, target, met in rows:
         t = "" if target is None else f"{target:g}"

@@ -8,9 +8,9 @@ training files of ../shared/bench (`python -m eval.train_reader`):
 - span head: a start and an end logit per passage token; span score = start + end logit;
 - answerability head: one logit from the first token's vector: does this passage answer?
 
-Only the top layers and the heads are trained, so the weights file holds just those, in
-fp16 (chat/reader/reader.safetensors, < 25 MB); the embedding matrix and the frozen lower
-layers come from the converted e5 model at load. `reader.json` beside the file records the
+Only the top layers and the heads are trained, so the weights file holds just those
+(int8 matrices with per-row scales, fp16 rest: chat/reader/reader.safetensors, < 25 MB);
+the embedding matrix and the frozen lower layers come from the converted e5 model at load. `reader.json` beside the file records the
 base model's fingerprint (checked at load), the training configuration, the training data's
 hashes and the figures the model reached.
 """
@@ -100,12 +100,44 @@ def base_fingerprint(net, n_frozen: int) -> str:
     return h.hexdigest()[:16]
 
 
+SCALE_SUFFIX = ".int8_scale"
+
+
+def pack_state(state: dict) -> dict:
+    """Transformer-layer matrices as int8 with one fp16 scale per output row (weight-only:
+    activations stay bf16/fp32, so the loss is small, unlike dynamic quantisation); the rest
+    (biases, layer norms, heads) in fp16. Nine trained layers fit in 17 MB instead of 32."""
+    import torch
+
+    out = {}
+    for k, v in state.items():
+        v = v.detach().to("cpu", torch.float32)
+        if v.ndim == 2 and k.startswith("bert.encoder."):
+            scale = v.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127.0
+            out[k] = torch.round(v / scale).clamp(-127, 127).to(torch.int8).contiguous()
+            out[k + SCALE_SUFFIX] = scale.half().contiguous()
+        else:
+            out[k] = v.half().contiguous()
+    return out
+
+
+def unpack_state(packed: dict) -> dict:
+    """The inverse of pack_state: float32 tensors named as in the network."""
+    out = {}
+    for k, v in packed.items():
+        if k.endswith(SCALE_SUFFIX):
+            continue
+        scale = packed.get(k + SCALE_SUFFIX)
+        out[k] = v.float() * scale.float() if scale is not None else v.float()
+    return out
+
+
 def save_weights(net, directory: Path, card: dict) -> None:
-    """Write the trained layers (fp16) and their card atomically (temp file, then rename)."""
+    """Write the trained layers (int8 matrices, fp16 rest) and their card atomically."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").half().contiguous() for k, v in trained_state(net).items()}
+    state = pack_state(trained_state(net))
     tmp = directory / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp))
     tmp.replace(directory / WEIGHTS_FILE)
@@ -187,12 +219,12 @@ class Reader:
             raise ReaderModelError(
                 f"the reader in {directory} was trained on another base model (fingerprint "
                 f"{self.card['base_fingerprint']}, this one {found}): {RETRAIN_HINT}")
-        state = load_file(str(weights))
+        state = unpack_state(load_file(str(weights)))
         expected = set(trained_state(net))
         if set(state) != expected:
             raise ReaderModelError(f"{weights} does not match the reader network "
                                    f"({len(set(state) ^ expected)} tensors differ): {RETRAIN_HINT}")
-        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        net.load_state_dict(state, strict=False)
         net.eval()
         # bfloat16 matrix products where the CPU has them natively (AVX512-BF16/AMX); int8
         # dynamic quantisation was tried and halved CMRC F1 (chat/README.md)

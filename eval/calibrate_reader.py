@@ -10,13 +10,16 @@ passage we record its answerability logit, its retrieval score and whether it ho
 answer. Then:
 
 - the calibrated answerability score: a logistic regression, per read passage, of "it holds
-  the answer" on the reader's answerability logit, its span score and the retrieval score
+  the answer" on the reader's answerability logit, its span score, the fused retrieval score
+  (relative to the pool), the dense cosine (absolute: how close the nearest passage really
+  is, which is what an unindexed question lacks) and whether the languages differ
   (every passage of an unindexed question is a negative); passages are ordered by it, and
   the figures keep hit@1 of the retrieval order and of the reader's logit alone, which the
   re-ranking must beat;
 - threshold on the best passage's score: the highest one that still answers ≥ 97.5 % of the answerable questions
   (the product's floor is ≤ 3 % of them refused), so refusing a question is never cheaper
-  than it was promised to be; the share of unindexed questions refused is reported.
+  than it was promised to be; the share of unindexed questions refused is reported;
+- the confident threshold (fit_confident): above it the top passage is read alone.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
     from eval.normalize import contains_any
     from eval.squad import benchmark_index, load_squad, paragraph_of_doc, stratified_sample
     from eval.squad_bench import drop_articles
+    from index.text import query_language
+    from ingest.script import to_simplified
 
     work = Path(settings.cache_dir) / "calibration"
     out = []
@@ -60,10 +65,12 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
         engine = ChatEngine(index, bench_settings)
         for q in tqdm(questions, desc=f"calibrate {source}", disable=not progress, file=sys.stderr):
             readings = engine.read_passages(q.question)
+            language = query_language(to_simplified(q.question))
             out.append({
                 "source": source, "answerable": q.answerable,
                 "passages": [{"answerable": r.prediction.answerable, "span": r.prediction.span_score,
-                              "retrieval": float(r.hit.score),
+                              "retrieval": float(r.hit.score), "cosine": float(r.hit.dense_score or 0.0),
+                              "cross": float(r.hit.chunk.language != language),
                               "relevant": paragraph_of_doc(r.hit.chunk.doc_id) == q.paragraph
                               and contains_any(r.hit.chunk.text, q.answers)}
                              for r in readings if r.prediction is not None],
@@ -71,11 +78,11 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
     return out
 
 
-FEATURES = ("answerable", "span", "retrieval")
+FEATURES = ("answerable", "span", "retrieval", "cosine", "cross")
 
 
 def _features(p: dict) -> list[float]:
-    return [p["answerable"], p["span"], p["retrieval"]]
+    return [p.get(name, 0.0) for name in FEATURES]
 
 
 def logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
@@ -116,8 +123,9 @@ def fit(records: list[dict]) -> dict:
                 "answerable_answered": round(sum(score(best(r)) >= threshold for r in rs_pos) / max(1, len(rs_pos)), 4),
                 "unindexed_refused": round(sum(score(best(r)) < threshold for r in rs_neg) / max(1, len(rs_neg)), 4)}
 
+    confident, early = fit_confident(answerable, unindexed, score, threshold)
     figures = {"questions": len(records), "answerable": len(answerable), "unindexed": len(unindexed),
-               **rates(answerable, unindexed),
+               **rates(answerable, unindexed), **early,
                # what re-ranking must beat: the retrieval order, and the reader's own logit alone
                "hit@1_retrieval_order": rates(answerable, [], key=lambda p: p["retrieval"])["hit@1"],
                "hit@1_answerability_logit_only": rates(answerable, [], key=lambda p: p["answerable"])["hit@1"],
@@ -126,7 +134,33 @@ def fit(records: list[dict]) -> dict:
         figures["by_source"][source] = rates([r for r in answerable if r["source"] == source],
                                              [r for r in unindexed if r["source"] == source])
     return {"weights": dict(zip(FEATURES + ("bias",), (round(float(v), 4) for v in w))),
-            "answer_threshold": round(float(threshold), 4), "figures": figures}
+            "answer_threshold": round(float(threshold), 4),
+            "confident_threshold": None if confident is None else round(float(confident), 4), "figures": figures}
+
+
+def fit_confident(answerable: list[dict], unindexed: list[dict], score, threshold: float):
+    """The lowest score of the top retrieved passage above which reading only that passage
+    loses no hit@1 against reading them all (chat/engine.py _read). Never below the answer
+    threshold, so what is refused does not change. (None, {}) when no such score exists."""
+    def summary(r):  # (score of the top retrieved passage, is it relevant, is the best-scored one)
+        top = max(r["passages"], key=lambda p: p["retrieval"])
+        return score(top), top["relevant"], max(r["passages"], key=score)["relevant"]
+
+    pos = [summary(r) for r in answerable]
+    tops = [s for s, _, _ in pos] + [summary(r)[0] for r in unindexed]
+
+    def hits(t):
+        return sum(top_ok if s >= t else best_ok for s, top_ok, best_ok in pos)
+
+    full = hits(float("inf"))
+    candidates = sorted({s for s in tops if s >= threshold})
+    confident = next((t for t in candidates if hits(t) >= full), None)
+    if confident is None:
+        return None, {}
+    share = sum(s >= confident for s in tops) / max(1, len(tops))
+    return confident, {"hit@1_reading_all": round(full / max(1, len(answerable)), 4),
+                       "hit@1_early_exit": round(hits(confident) / max(1, len(answerable)), 4),
+                       "share_reading_one_passage": round(share, 4)}
 
 
 def main(argv=None) -> None:
@@ -147,9 +181,11 @@ def main(argv=None) -> None:
     if not args.dry_run:
         def update(f):
             f.reader.answer_threshold = fitted["answer_threshold"]
+            f.reader.confident_threshold = fitted["confident_threshold"]
             wts = fitted["weights"]
             f.reader.answerable_weight, f.reader.span_weight = wts["answerable"], wts["span"]
             f.reader.retrieval_weight, f.reader.bias = wts["retrieval"], wts["bias"]
+            f.reader.cosine_weight, f.reader.cross_language_weight = wts["cosine"], wts["cross"]
             f.reader.fitted_on = ("held-out split of the training files (eval/splits.py), "
                                   f"{UNINDEXED_SHARE:.0%} of its articles left out of the index")
             f.reader.figures = fitted["figures"]

@@ -28,20 +28,27 @@ class FusionParams:
 @dataclass
 class ReaderParams:
     """The calibrated answerability score of a read passage, a logistic regression of the
-    reader's two outputs and the passage's retrieval score ("does this passage answer?"):
+    reader's two outputs and the passage's retrieval signals ("does this passage answer?"):
     passages are ordered by it and the best one must reach `answer_threshold`."""
 
     answerable_weight: float = 1.0  # the reader's answerability logit
     span_weight: float = 0.0  # the reader's best span score (start + end logit)
-    retrieval_weight: float = 1.0  # the fused retrieval score (min-max scaled, 0..1)
+    retrieval_weight: float = 1.0  # the fused retrieval score (min-max scaled over the pool: relative)
+    cosine_weight: float = 0.0  # the passage's dense cosine with the question (absolute)
+    cross_language_weight: float = 0.0  # 1 when passage and question are in different languages
     bias: float = 0.0
     answer_threshold: float = 0.0
+    # the top retrieved passage alone is read first; at or above this score the others are
+    # not read (None: always read them all). Fitted so that it costs no hit@1.
+    confident_threshold: float | None = None
     fitted_on: str = "defaults"
     figures: dict = field(default_factory=dict)
 
-    def score(self, answerable: float, span_score: float, retrieval: float) -> float:
+    def score(self, answerable: float, span_score: float, retrieval: float, cosine: float = 0.0,
+              cross_language: bool = False) -> float:
         return (self.answerable_weight * answerable + self.span_weight * span_score
-                + self.retrieval_weight * retrieval + self.bias)
+                + self.retrieval_weight * retrieval + self.cosine_weight * cosine
+                + self.cross_language_weight * float(cross_language) + self.bias)
 
 
 @dataclass

@@ -134,7 +134,8 @@ def _install_matrix(index: "KeywordIndex", data, indices, indptr, size: int, voc
 def frozen_from_term_ids(term_ids: np.ndarray, doc_offsets: np.ndarray, vocab: dict,
                          block: int = 50_000) -> "KeywordIndex":
     """The same BM25 matrix as KeywordIndex(token_lists), built from flat vocabulary ids
-    (`term_ids[doc_offsets[d]:doc_offsets[d+1]]` are chunk d's tokens, repeats included)
+    (`term_ids[doc_offsets[d]:doc_offsets[d+1]]` are chunk d's tokens, repeats included;
+    scores to float16 precision, about 3 significant digits)
     without per-chunk Python objects; it cannot be updated incrementally (rebuild instead).
     For indexes of millions of chunks (bench/scale.py): term counts are taken a block of
     chunks at a time, so memory stays near the size of the matrix itself."""
@@ -167,7 +168,9 @@ def frozen_from_term_ids(term_ids: np.ndarray, doc_offsets: np.ndarray, vocab: d
     del data, doc, term
     index = object.__new__(KeywordIndex)
     index._counts, index._vocab, index.size = None, dict(vocab), size
-    _install_matrix(index, matrix.data, matrix.indices, matrix.indptr, size, vocab)
+    # stored as float16 (scores still summed in float32): a query touches the postings of its
+    # tokens, and at 1M chunks those pages are most of the resident memory (index/README.md)
+    _install_matrix(index, matrix.data.astype(np.float16), matrix.indices, matrix.indptr, size, vocab)
     return index
 
 

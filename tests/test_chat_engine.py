@@ -97,6 +97,35 @@ def test_question_is_embedded_once_per_ask(engine):
     assert a.timings_ms["read"] <= a.timings_ms["answer"] < a.timings_ms["total"]
 
 
+def test_a_confident_top_passage_is_read_alone(corpus_index, test_settings):
+    """With the top passage at or above the confident threshold only it is read; without a
+    threshold every passage up to reader_passages is read (and the same answer is kept when
+    the top passage wins anyway)."""
+    from dataclasses import replace
+
+    question = "欧盟计划在三年内培训多少名技术工人?"
+    engine = ChatEngine(corpus_index, test_settings)
+    read_sizes = []
+    original = engine.reader.read
+
+    class Counting:
+        def read(self, q, passages):
+            read_sizes.append(len(passages))
+            return original(q, passages)
+
+    engine.reader = Counting()
+    engine.params = replace(engine.params, confident_threshold=None)
+    everything = engine.ask(question)
+    assert read_sizes == [test_settings.reader_passages]
+    read_sizes.clear()
+    engine.params = replace(engine.params, confident_threshold=-1e9)
+    alone = engine.ask(question)
+    assert read_sizes == [1]
+    assert alone.citations[0].chunk_id == corpus_index.retrieve(question, top_k=1)[0].chunk.chunk_id
+    if everything.citations[0].chunk_id == alone.citations[0].chunk_id:
+        assert alone.span["text"] == everything.span["text"]
+
+
 @pytest.mark.xfail(strict=True, reason="known miss: the reader's best passage for this question is not the list's (the list logic is unit-tested in test_chat_unit)")
 def test_list_question_gets_the_count_and_the_whole_list(engine):
     a = engine.ask("报告提出了哪六项关键建议？")

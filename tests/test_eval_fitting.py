@@ -78,3 +78,22 @@ def test_split_is_by_article_and_never_uses_evaluation_files():
     en_held = {r.article for r in splits.split("xquad_en", splits.load("xquad_en"), "held_out")}
     squad_train = {r.article for r in splits.split("squad", splits.load("squad"), "train")}
     assert en_held and not en_held & squad_train  # XQuAD and SQuAD are split together
+
+
+def test_confident_threshold_reads_one_passage_only_where_that_loses_no_hit():
+    from eval.calibrate_reader import fit
+
+    rng = np.random.default_rng(1)
+    records = []
+    for i in range(400):  # strong top passages are right; weak ones are beaten by the second
+        strong = i % 2 == 0
+        records.append({"source": "s", "answerable": True, "passages": [
+            {"answerable": (4.0 if strong else -1.0) + rng.normal(0, 0.3), "span": 6.0, "retrieval": 1.0,
+             "relevant": strong},
+            {"answerable": (-3.0 if strong else 2.0) + rng.normal(0, 0.3), "span": 6.0, "retrieval": 0.5,
+             "relevant": not strong}]})
+    out = fit(records)
+    f = out["figures"]
+    assert out["confident_threshold"] is not None and out["confident_threshold"] >= out["answer_threshold"]
+    assert f["hit@1_early_exit"] >= f["hit@1_reading_all"] > 0.95
+    assert 0.3 < f["share_reading_one_passage"] < 0.7  # the strong half, not the weak one

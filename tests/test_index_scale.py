@@ -57,8 +57,9 @@ def test_frozen_bm25_from_flat_ids_equals_keyword_index_and_memory_maps(tmp_path
     assert mapped.nnz == reference.nnz
     for query in (["w1", "w2", "w2"], ["集群", "§集群", "unknown"], ["w299"]):
         want = reference.scores(query)
-        assert np.allclose(frozen.scores(query), want, rtol=1e-5, atol=1e-6)
-        assert np.allclose(mapped.scores(query), want, rtol=1e-5, atol=1e-6)
+        # float16 postings: three significant digits per term, summed in float32
+        assert np.allclose(frozen.scores(query), want, rtol=2e-3, atol=1e-3)
+        assert np.allclose(mapped.scores(query), want, rtol=2e-3, atol=1e-3)
         assert list(mapped.search(query, 5)[0]) == list(reference.search(query, 5)[0])
     with pytest.raises(RuntimeError, match="rebuild"):
         mapped.updated([0, 1], [["w1"]])
