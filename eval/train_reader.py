@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import sys
 import time
@@ -329,8 +330,26 @@ def evaluate_held_out(reader_dir: Path, limit: int = 0, progress: bool = True) -
     return out
 
 
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+
+
+def reexec_with_jemalloc(argv: list[str]) -> None:
+    """glibc's allocator hands the activations' memory back to the kernel and faults it in
+    again every step: measured here, a third of the training time went to the kernel (4.3 s a
+    step; 2.9 s under jemalloc keeping its pages, same results). Re-exec once under jemalloc
+    when it is installed (.ci/install installs it); otherwise train as is."""
+    if not JEMALLOC.exists() or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    env = dict(os.environ, LD_PRELOAD=f"{JEMALLOC} {os.environ.get('LD_PRELOAD', '')}".strip(),
+               MALLOC_CONF="dirty_decay_ms:-1,muzzy_decay_ms:-1")
+    os.execve(sys.executable, [sys.executable, "-m", "eval.train_reader", *argv], env)
+
+
 def main(argv=None) -> None:
     from chat.reader import READER_DIR
+
+    if argv is None:
+        reexec_with_jemalloc(sys.argv[1:])
 
     ap = argparse.ArgumentParser(prog="python -m eval.train_reader", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=READER_DIR, help="where the weights and card go")
