@@ -358,8 +358,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-examples", type=int, default=TrainConfig.max_examples)
     ap.add_argument("--epochs", type=float, default=TrainConfig.epochs)
     ap.add_argument("--seed", type=int, default=TrainConfig.seed)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads; results are reproducible for the same count (1: robust on a shared machine)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads; results are reproducible for the same count (the committed reader: 2)")
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     ap.add_argument("--limit-questions", type=int, default=0, help="train on a seeded sample of N questions (probe)")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
