@@ -46,6 +46,14 @@ class Reading:
                 "answerable": round(p.answerable, 3) if p else None}
 
 
+def passage_features(hit, prediction: SpanPrediction, question_language: str) -> dict:
+    """What the calibrated score weighs (index/fitted.py ReaderParams; fitted on these by
+    eval/calibrate_reader.py): the reader's two outputs, the fused retrieval score (relative
+    to the pool), the dense cosine (absolute) and whether the languages differ."""
+    return {"answerable": prediction.answerable, "span": prediction.span_score, "retrieval": float(hit.score),
+            "cosine": float(hit.dense_score or 0.0), "cross": float(hit.chunk.language != question_language)}
+
+
 class ChatEngine:
     """Answers questions over a CorpusIndex with the trained reader; an LLM when settings name one."""
 
@@ -192,13 +200,10 @@ class ChatEngine:
         question = to_simplified(question)
         language = query_language(question)
 
-        def score(hit, p: SpanPrediction) -> float:
-            return self.params.score(p.answerable, p.span_score, float(hit.score), float(hit.dense_score or 0.0),
-                                     hit.chunk.language != language)
-
         def read(batch: list) -> list[Reading]:
             predictions = self.reader.read(question, [h.chunk.text for h in batch])
-            return [Reading(h, p, score(h, p)) for h, p in zip(batch, predictions)]
+            return [Reading(h, p, self.params.score(passage_features(h, p, language)))
+                    for h, p in zip(batch, predictions)]
 
         confident = self.params.confident_threshold
         if early_exit and confident is not None and n > 1:

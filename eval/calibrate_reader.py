@@ -41,6 +41,7 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
     from tqdm import tqdm
 
     from chat import ChatEngine
+    from chat.engine import passage_features
     from eval.normalize import contains_any
     from eval.squad import benchmark_index, load_squad, paragraph_of_doc, stratified_sample
     from eval.squad_bench import drop_articles
@@ -65,12 +66,10 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
         engine = ChatEngine(index, bench_settings)
         for q in tqdm(questions, desc=f"calibrate {source}", disable=not progress, file=sys.stderr):
             readings = engine.read_passages(q.question)
-            language = query_language(to_simplified(q.question))
+            language = query_language(to_simplified(q.question))  # as the engine's _read
             out.append({
                 "source": source, "answerable": q.answerable,
-                "passages": [{"answerable": r.prediction.answerable, "span": r.prediction.span_score,
-                              "retrieval": float(r.hit.score), "cosine": float(r.hit.dense_score or 0.0),
-                              "cross": float(r.hit.chunk.language != language),
+                "passages": [{**passage_features(r.hit, r.prediction, language),
                               "relevant": paragraph_of_doc(r.hit.chunk.doc_id) == q.paragraph
                               and contains_any(r.hit.chunk.text, q.answers)}
                              for r in readings if r.prediction is not None],

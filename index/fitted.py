@@ -44,11 +44,11 @@ class ReaderParams:
     fitted_on: str = "defaults"
     figures: dict = field(default_factory=dict)
 
-    def score(self, answerable: float, span_score: float, retrieval: float, cosine: float = 0.0,
-              cross_language: bool = False) -> float:
-        return (self.answerable_weight * answerable + self.span_weight * span_score
-                + self.retrieval_weight * retrieval + self.cosine_weight * cosine
-                + self.cross_language_weight * float(cross_language) + self.bias)
+    def score(self, f: dict) -> float:
+        """`f`: a read passage's features as chat.engine.passage_features returns them."""
+        return (self.answerable_weight * f["answerable"] + self.span_weight * f["span"]
+                + self.retrieval_weight * f["retrieval"] + self.cosine_weight * f["cosine"]
+                + self.cross_language_weight * f["cross"] + self.bias)
 
 
 @dataclass
