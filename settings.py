@@ -56,6 +56,9 @@ class Settings:
     # --- retrieval ---
     top_k: int = 5
     reader_passages: int = 3  # how many of the top passages the reader reads (speed: chat/README)
+    # when none of those is in the other language than the question, the reader also reads the
+    # best this many of the other language (chat/README "Across languages"); 0 = never
+    cross_language_passages: int = 2
     fusion: str = "weighted"  # "weighted" or "rrf"; weighted won on CMRC/Traditional/English, see index/README
     ann_threshold: int = 50_000  # above this many chunks FAISS uses HNSW instead of flat
     dense_compress_threshold: int = 500_000  # from this many: IVF over 8-bit quantised vectors (index/dense.py); 0 = never

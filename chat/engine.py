@@ -91,7 +91,7 @@ class ChatEngine:
 
     def read_passages(self, question: str, top_k: int | None = None) -> list[Reading]:
         """Retrieve and read every passage ask() may read, without composing (calibration)."""
-        return self._read(question, self._retrieve(question, top_k or self.settings.top_k), early_exit=False)
+        return self._read(question, *self._retrieve(question, top_k or self.settings.top_k), early_exit=False)
 
     @property
     def mode(self) -> str:
@@ -139,7 +139,7 @@ class ChatEngine:
 
         yield {"type": "status", "text": "retrieving"}
         t0 = time.perf_counter()
-        hits = self._retrieve(resolution.question, top_k)
+        hits, n_read = self._retrieve(resolution.question, top_k)
         t1 = time.perf_counter()
 
         field = metadata_field(resolution.question)
@@ -148,7 +148,7 @@ class ChatEngine:
             readings = []
         else:
             yield {"type": "status", "text": "reading"}
-            readings = self._read(resolution.question, hits)
+            readings = self._read(resolution.question, hits, n_read)
             hits = [r.hit for r in readings]
         t2 = time.perf_counter()
 
@@ -177,16 +177,32 @@ class ChatEngine:
                            "threshold": self.params.answer_threshold}
         yield {"type": "answer", "answer": answer.to_dict(), "_answer": answer}
 
-    def _retrieve(self, question: str, top_k: int) -> list:
-        """Hybrid retrieval (language-aware fusion in index); at least the passages the reader reads."""
+    def _retrieve(self, question: str, top_k: int) -> tuple[list, int]:
+        """Hybrid retrieval (language-aware fusion in index): the hits and how many of them
+        the reader reads — the top `reader_passages`, and when none of those is in the other
+        language than the question, the best `cross_language_passages` of that language
+        after them. The dense model ranks passages in the question's language first: an
+        English question over this corpus finds the Chinese passage that answers it 13th to
+        19th of 28, below every English report; the reader, trained across languages, tells
+        them apart once it reads them."""
         from chat.validation import query_text
 
         vector = self._primed.get(query_text(question))
-        k = max(top_k, self.settings.reader_passages)
-        return list(self.index.retrieve(question, top_k=k, query_vector=vector))
+        n = self.settings.reader_passages
+        k = max(top_k, n)
+        extra = self.settings.cross_language_passages
+        pool = list(self.index.retrieve(question, top_k=max(k, self.index.fusion.depth) if extra else k,
+                                        query_vector=vector))
+        hits = pool[:k]
+        language = query_language(question)
+        if extra and all(h.chunk.language == language for h in hits[:n]):
+            cross = [h for h in pool[n:] if h.chunk.language != language][:extra]
+            hits = hits[:n] + cross + [h for h in hits[n:] if h not in cross]
+            return hits, n + len(cross)
+        return hits, n
 
-    def _read(self, question: str, hits: list, early_exit: bool = True) -> list[Reading]:
-        """The reader reads the top passages; they are re-ordered by the calibrated
+    def _read(self, question: str, hits: list, n: int, early_exit: bool = True) -> list[Reading]:
+        """The reader reads the first n passages; they are re-ordered by the calibrated
         answerability score (index/fitted.py ReaderParams: the reader's answerability and
         span score with the retrieval score); passages not read keep their order after them.
 
@@ -195,7 +211,7 @@ class ChatEngine:
         split), so they are not read and the answer costs a third of the reading."""
         from ingest.script import to_simplified
 
-        n = min(len(hits), self.settings.reader_passages)
+        n = min(len(hits), n)
         # passages are canonical Simplified and the reader was trained on Simplified text
         question = to_simplified(question)
         language = query_language(question)

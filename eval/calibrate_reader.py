@@ -1,10 +1,14 @@
 """Fit the reader's answerability threshold and its re-ranking weight on the held-out split.
 
     .venv/bin/python -m eval.calibrate_reader            # collect, fit, write index/fitted.json
+    .venv/bin/python -m eval.calibrate_reader --records R.jsonl --dry-run   # keep what was read
+    .venv/bin/python -m eval.calibrate_reader --from-records R.jsonl        # refit without reading
 
 Data: the held-out part of every training file (eval/splits.py; the reader never trained on
 it). Per file, a seeded 30 % of the articles is left out of the index, so their questions
-are what "not in the documents" looks like; the rest must be answered. Each question is
+are what "not in the documents" looks like; the rest must be answered. Besides each file
+alone, XQuAD's paragraphs are asked in the other language, alone and inside a corpus of both
+languages (mixed_en, mixed_zh: as the product's own corpus is). Each question is
 retrieved and read through the engine as it serves (same passages, same reader); per read
 passage we record its answerability logit, its retrieval score and whether it holds the
 answer. Then:
@@ -12,7 +16,8 @@ answer. Then:
 - the calibrated answerability score: a logistic regression, per read passage, of "it holds
   the answer" on the reader's answerability logit, its span score, the fused retrieval score
   (relative to the pool), the dense cosine (absolute: how close the nearest passage really
-  is, which is what an unindexed question lacks) and whether the languages differ
+  is, which is what an unindexed question lacks), whether the languages differ and, for
+  other-language passages, their retrieval score and cosine apart (they run lower)
   (every passage of an unindexed question is a negative); passages are ordered by it, and
   the figures keep hit@1 of the retrieval order and of the reader's logit alone, which the
   re-ranking must beat;
@@ -43,24 +48,14 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
     from chat import ChatEngine
     from chat.engine import passage_features
     from eval.normalize import contains_any
-    from eval.squad import benchmark_index, load_squad, paragraph_of_doc, stratified_sample
-    from eval.squad_bench import drop_articles
+    from eval.squad import benchmark_index, paragraph_of_doc
     from index.text import query_language
     from ingest.script import to_simplified
 
     work = Path(settings.cache_dir) / "calibration"
     out = []
-    for source in ("cmrc_trial", "drcd", "squad", "xquad_en", "xquad_zh"):
-        rows = splits.split(source, splits.load(source), "held_out")
-        path = splits.write_squad(rows, work / f"{source}_held_out.json")
-        squad = drop_articles(load_squad(path), UNINDEXED_SHARE, seed)
-        if source.startswith("xquad"):  # cross-language: the other file's questions over these paragraphs
-            other = "xquad_zh" if source == "xquad_en" else "xquad_en"
-            from eval.squad_bench import replace_questions
-
-            opath = splits.write_squad(splits.split(other, splits.load(other), "held_out"), work / f"{other}_q.json")
-            squad = replace_questions(squad, load_squad(opath))
-        questions = stratified_sample(squad.questions, limit_per_file, seed)
+    for source in SOURCES:
+        squad, questions = _source(source, work, limit_per_file, seed)
         keys = sorted({q.paragraph for q in squad.questions if q.answerable})
         index, bench_settings, _, _ = benchmark_index(squad, keys, settings)
         engine = ChatEngine(index, bench_settings)
@@ -77,11 +72,58 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
     return out
 
 
-FEATURES = ("answerable", "span", "retrieval", "cosine", "cross")
+SOURCES = ("cmrc_trial", "drcd", "squad", "xquad_en", "xquad_zh", "mixed_en", "mixed_zh")
+
+
+def _source(source: str, work: Path, limit: int, seed: int):
+    """(SquadSet with UNINDEXED_SHARE of its articles dropped, the questions asked).
+
+    - a training file's held-out part, its own questions;
+    - xquad_en / xquad_zh: those paragraphs with the other language's questions;
+    - mixed_en / mixed_zh: one corpus in both languages, as the product's is: XQuAD's Chinese
+      paragraphs asked in English beside SQuAD's English paragraphs with their own questions
+      (and the reverse, CMRC trial beside XQuAD's English paragraphs), half the questions
+      each. Here the dense model ranks passages in the question's language first, which
+      single-language corpora never show."""
+    from dataclasses import replace as copy
+
+    from eval.squad import load_squad, stratified_sample
+    from eval.squad_bench import drop_articles, replace_questions
+
+    def held_out(name):
+        return splits.split(name, splits.load(name), "held_out")
+
+    if source.startswith("mixed"):
+        asked, own = ("xquad_en", "xquad_zh") if source == "mixed_en" else ("xquad_zh", "xquad_en")
+        questions_of = {r.qid: r.question for r in held_out(asked)}
+        cross = [copy(r, question=questions_of[r.qid], article="x:" + r.article)
+                 for r in held_out(own) if r.qid in questions_of]
+        beside = "squad" if source == "mixed_en" else "cmrc_trial"
+        xquad_contexts = {r.context for r in held_out("xquad_en")}  # SQuAD repeats XQuAD's paragraphs
+        same = [r for r in held_out(beside) if r.context not in xquad_contexts]
+        squad = drop_articles(load_squad(splits.write_squad(cross + same, work / f"{source}_held_out.json")),
+                              UNINDEXED_SHARE, seed)
+        cross_ids = {r.qid for r in cross}
+        questions = (stratified_sample([q for q in squad.questions if q.id in cross_ids], limit // 2, seed)
+                     + stratified_sample([q for q in squad.questions if q.id not in cross_ids], limit // 2, seed))
+        return squad, questions
+    squad = drop_articles(load_squad(splits.write_squad(held_out(source), work / f"{source}_held_out.json")),
+                          UNINDEXED_SHARE, seed)
+    if source.startswith("xquad"):  # cross-language: the other file's questions over these paragraphs
+        other = "xquad_zh" if source == "xquad_en" else "xquad_en"
+        squad = replace_questions(squad, load_squad(splits.write_squad(held_out(other), work / f"{other}_q.json")))
+    return squad, stratified_sample(squad.questions, limit, seed)
+
+
+FEATURES = ("answerable", "span", "retrieval", "cosine", "cross", "cross_retrieval", "cross_cosine")
 
 
 def _features(p: dict) -> list[float]:
-    return [p.get(name, 0.0) for name in FEATURES]
+    """As index/fitted.py ReaderParams.score weighs them: the last two are the retrieval
+    signals of other-language passages (0 for same-language ones)."""
+    base = {name: float(p.get(name, 0.0)) for name in FEATURES[:5]}
+    derived = {"cross_retrieval": base["retrieval"] * base["cross"], "cross_cosine": base["cosine"] * base["cross"]}
+    return [base[name] if name in base else derived[name] for name in FEATURES]
 
 
 def logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
@@ -169,11 +211,15 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m eval.calibrate_reader", description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit-per-file", type=int, default=300)
     ap.add_argument("--records", type=Path, help="also write the collected records (JSONL) here")
+    ap.add_argument("--from-records", type=Path, help="fit on records written by --records (no reading)")
     ap.add_argument("--dry-run", action="store_true", help="fit and print, do not write index/fitted.json")
     args = ap.parse_args(argv)
     apply_offline_defaults()
-    records = collect(load_settings(), args.limit_per_file)
-    if args.records:
+    if args.from_records:
+        records = [json.loads(line) for line in args.from_records.read_text(encoding="utf-8").splitlines()]
+    else:
+        records = collect(load_settings(), args.limit_per_file)
+    if args.records and not args.from_records:
         args.records.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     fitted = fit(records)
     print(json.dumps(fitted, indent=2))
@@ -185,8 +231,10 @@ def main(argv=None) -> None:
             f.reader.answerable_weight, f.reader.span_weight = wts["answerable"], wts["span"]
             f.reader.retrieval_weight, f.reader.bias = wts["retrieval"], wts["bias"]
             f.reader.cosine_weight, f.reader.cross_language_weight = wts["cosine"], wts["cross"]
+            f.reader.cross_retrieval_weight, f.reader.cross_cosine_weight = wts["cross_retrieval"], wts["cross_cosine"]
             f.reader.fitted_on = ("held-out split of the training files (eval/splits.py), "
-                                  f"{UNINDEXED_SHARE:.0%} of its articles left out of the index")
+                                  f"{UNINDEXED_SHARE:.0%} of its articles left out of the index; "
+                                  "single-language, cross-language and mixed-language corpora")
             f.reader.figures = fitted["figures"]
 
         save_fitted(update)

@@ -36,6 +36,10 @@ class ReaderParams:
     retrieval_weight: float = 1.0  # the fused retrieval score (min-max scaled over the pool: relative)
     cosine_weight: float = 0.0  # the passage's dense cosine with the question (absolute)
     cross_language_weight: float = 0.0  # 1 when passage and question are in different languages
+    # other-language passages weigh their retrieval signals apart: their cosines and fused
+    # scores run lower than same-language ones in a corpus holding both (the dense model's bias)
+    cross_retrieval_weight: float = 0.0
+    cross_cosine_weight: float = 0.0
     bias: float = 0.0
     answer_threshold: float = 0.0
     # the top retrieved passage alone is read first; at or above this score the others are
@@ -48,7 +52,9 @@ class ReaderParams:
         """`f`: a read passage's features as chat.engine.passage_features returns them."""
         return (self.answerable_weight * f["answerable"] + self.span_weight * f["span"]
                 + self.retrieval_weight * f["retrieval"] + self.cosine_weight * f["cosine"]
-                + self.cross_language_weight * f["cross"] + self.bias)
+                + f["cross"] * (self.cross_language_weight + self.cross_retrieval_weight * f["retrieval"]
+                                + self.cross_cosine_weight * f["cosine"])
+                + self.bias)
 
 
 @dataclass

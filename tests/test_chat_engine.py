@@ -97,6 +97,31 @@ def test_question_is_embedded_once_per_ask(engine):
     assert a.timings_ms["read"] <= a.timings_ms["answer"] < a.timings_ms["total"]
 
 
+def test_the_best_passage_in_the_other_language_is_read_too(engine, test_settings):
+    """The dense model ranks every English report above the Chinese passage that answers an
+    English question about the article; the reader reads the best Chinese passage as well."""
+    question = "How many medical clusters does Saudi Arabia plan to build?"
+    hits, n_read = engine._retrieve(question, test_settings.top_k)
+    assert all(h.chunk.language == "en" for h in hits[:test_settings.reader_passages])
+    assert n_read == test_settings.reader_passages + test_settings.cross_language_passages
+    assert [h.chunk.language for h in hits[test_settings.reader_passages:n_read]] == (
+        ["zh"] * test_settings.cross_language_passages)
+    from dataclasses import replace
+
+    off = ChatEngine(engine.index, replace(test_settings, cross_language_passages=0), reader=engine.reader)
+    hits_off, n_off = off._retrieve(question, test_settings.top_k)
+    assert n_off == test_settings.reader_passages
+    n = test_settings.reader_passages
+    assert [h.chunk.chunk_id for h in hits_off[:n]] == [h.chunk.chunk_id for h in hits[:n]]
+
+
+def test_english_question_about_the_chinese_article_is_answered_from_it(engine):
+    a = engine.ask("In which city was the 2023 report on global advanced manufacturing clusters released?")
+    assert a.answered and "长沙" in a.span["text"]
+    assert "cluster-trends-report-2023" in a.citations[a.span["citation"] - 1].doc_id
+    assert_well_cited(a)
+
+
 def test_a_confident_top_passage_is_read_alone(corpus_index, test_settings):
     """With the top passage at or above the confident threshold only it is read; without a
     threshold every passage up to reader_passages is read (and the same answer is kept when
@@ -116,7 +141,7 @@ def test_a_confident_top_passage_is_read_alone(corpus_index, test_settings):
     engine.reader = Counting()
     engine.params = replace(engine.params, confident_threshold=None)
     everything = engine.ask(question)
-    assert read_sizes == [test_settings.reader_passages]
+    assert read_sizes == [engine._retrieve(question, test_settings.top_k)[1]]
     read_sizes.clear()
     engine.params = replace(engine.params, confident_threshold=-1e9)
     alone = engine.ask(question)

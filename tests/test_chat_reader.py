@@ -6,6 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,73 @@ def test_long_passages_are_read_in_windows(reader):
     long = "无关的句子。" * 300 + PASSAGE
     pred = reader.read("沙特计划建设多少个医疗集群？", [long])[0]
     assert "21" in pred.text and long[pred.start:pred.end] == pred.text
+
+
+def _wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_concurrent_reads_share_one_forward_and_get_their_own_answers(reader):
+    """Requests that wait for the reader are read together (micro-batching): same spans as
+    reading each alone, each caller gets its own predictions back."""
+    questions = [("沙特计划建设多少个医疗集群？", [PASSAGE]),
+                 ("新加坡聚焦什么？", [PASSAGE, "汉堡是德国第二大城市。"]),
+                 ("How many medical clusters does Saudi Arabia plan to build?", [PASSAGE]),
+                 ("集群是什么形式？", ["无关的句子。" * 200 + PASSAGE])]
+    alone = [reader.read(q, ps) for q, ps in questions]
+    batches = []
+    run = reader._run
+    reader._run = lambda batch: (batches.append(len(batch)), run(batch))[1]
+    try:
+        results = [None] * len(questions)
+        with reader._lock:  # hold the network so that all four wait, then let them go
+            threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, reader.read(*questions[i])))
+                       for i in range(len(questions))]
+            for t in threads:
+                t.start()
+            _wait_for(lambda: len(reader._pending) == len(questions))
+        for t in threads:
+            t.join(60)
+    finally:
+        del reader._run
+    assert batches[0] == len(questions)  # one forward read every waiting request
+    for got, want in zip(results, alone):
+        assert [(p.start, p.end) for p in got] == [(p.start, p.end) for p in want]
+        assert [p.answerable for p in got] == pytest.approx([p.answerable for p in want], abs=0.1)
+
+
+def test_a_failing_forward_fails_every_waiting_request_and_the_reader_recovers(reader):
+    net = reader.net
+    errors = []
+
+    def broken(ids, mask):
+        raise RuntimeError("out of memory")
+
+    reader.net = broken
+    try:
+        with reader._lock:
+            threads = [threading.Thread(target=lambda: _record_error(errors, reader))
+                       for _ in range(3)]
+            for t in threads:
+                t.start()
+            _wait_for(lambda: len(reader._pending) == 3)
+        for t in threads:
+            t.join(30)
+            assert not t.is_alive()  # nobody hangs
+    finally:
+        reader.net = net
+    assert errors == ["out of memory"] * 3
+    assert "21" in reader.read("沙特计划建设多少个医疗集群？", [PASSAGE])[0].text
+
+
+def _record_error(errors, reader):
+    try:
+        reader.read("沙特计划建设多少个医疗集群？", [PASSAGE])
+    except RuntimeError as exc:
+        errors.append(str(exc))
 
 
 def test_weights_for_another_base_model_are_refused_with_what_to_run(tmp_path):

@@ -67,6 +67,30 @@ def test_reader_calibration_learns_which_signal_marks_the_answer_and_keeps_the_a
     assert f["answerable_answered"] >= ANSWER_FLOOR and f["unindexed_refused"] > 0.9
 
 
+def test_reader_calibration_weighs_other_language_passages_apart():
+    """In a corpus of both languages the other-language passage that answers ranks below
+    same-language ones by retrieval, while in a one-language corpus retrieval is right: the
+    fit must serve both (the other-language passages' retrieval signals weigh apart)."""
+    from eval.calibrate_reader import fit
+
+    rng = np.random.default_rng(2)
+    records = []
+    for _ in range(300):  # same-language corpus: the top retrieved passage is the right one
+        records.append({"source": "one", "answerable": True, "passages": [
+            {"answerable": rng.normal(), "span": 5.0, "retrieval": 1.0, "cosine": 0.85, "cross": 0.0, "relevant": True},
+            {"answerable": rng.normal(), "span": 5.0, "retrieval": 0.4, "cosine": 0.80, "cross": 0.0, "relevant": False}]})
+    for _ in range(300):  # mixed corpus: same-language passages lead retrieval; the answer is across
+        records.append({"source": "mixed", "answerable": True, "passages": [
+            {"answerable": -3 + rng.normal(), "span": 5.0, "retrieval": 1.0, "cosine": 0.82, "cross": 0.0,
+             "relevant": False},
+            {"answerable": 3 + rng.normal(), "span": 5.0, "retrieval": 0.3 + 0.1 * rng.normal(), "cosine": 0.76,
+             "cross": 1.0, "relevant": True}]})
+    out = fit(records)
+    f = out["figures"]
+    assert {"cross_retrieval", "cross_cosine"} <= set(out["weights"])
+    assert f["by_source"]["one"]["hit@1"] > 0.95 and f["by_source"]["mixed"]["hit@1"] > 0.95
+
+
 def test_split_is_by_article_and_never_uses_evaluation_files():
     from eval import splits
 
