@@ -64,7 +64,7 @@ def test_english_question_on_english_document(engine):
     assert_well_cited(a)
 
 
-@pytest.mark.xfail(strict=True, reason="known miss of the trained reader (chat/README Measurements): its calibrated score refuses 0.865 of unindexed held-out questions (0.90 is the goal), and these near-domain questions on the bundled corpus are answered")
+@pytest.mark.xfail(strict=True, reason="known miss of the trained reader (chat/README Measurements): its calibrated score refuses 0.70 of unindexed held-out questions (0.90 is the goal), and these near-domain questions on the bundled corpus are answered")
 @pytest.mark.parametrize("question, language, phrase", [
     ("日本的人工智能集群有多少家企业？", "zh-Hans", "没有找到"),
     ("臺灣的半導體產業占GDP的比例是多少？", "zh-Hant", "沒有找到"),
