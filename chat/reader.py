@@ -235,6 +235,7 @@ class Reader:
         self.threads = threads
         self._lock = threading.Lock()  # one forward at a time
         self._pending_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self._pending: list[_ReadJob] = []
 
     def read(self, question: str, passages: list[str]) -> list[SpanPrediction]:
@@ -243,7 +244,10 @@ class Reader:
             return []
         windows = []  # (passage index, ids, mask, context mask, offsets)
         for p, text in enumerate(passages):
-            enc = encode_windows(self.tokenizer, question, text, self.max_len, self.stride)
+            # a fast tokenizer's truncation settings are state on one shared object: two threads
+            # tokenising at once can drop each other's truncation (a 1,253-token window was seen)
+            with self._tokenizer_lock:
+                enc = encode_windows(self.tokenizer, question, text, self.max_len, self.stride)
             for i in range(len(enc["input_ids"])):
                 windows.append((p, enc["input_ids"][i], enc["attention_mask"][i], enc["context_mask"][i],
                                 enc["offset_mapping"][i]))
