@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from index.fitted import READER_TERMS, reader_terms
+
 from . import splits
 
 ANSWER_FLOOR = 0.975
@@ -115,15 +117,12 @@ def _source(source: str, work: Path, limit: int, seed: int):
     return squad, stratified_sample(squad.questions, limit, seed)
 
 
-FEATURES = ("answerable", "span", "retrieval", "cosine", "cross", "cross_retrieval", "cross_cosine")
+FEATURES = tuple(READER_TERMS)
 
 
 def _features(p: dict) -> list[float]:
-    """As index/fitted.py ReaderParams.score weighs them: the last two are the retrieval
-    signals of other-language passages (0 for same-language ones)."""
-    base = {name: float(p.get(name, 0.0)) for name in FEATURES[:5]}
-    derived = {"cross_retrieval": base["retrieval"] * base["cross"], "cross_cosine": base["cosine"] * base["cross"]}
-    return [base[name] if name in base else derived[name] for name in FEATURES]
+    terms = reader_terms(p)
+    return [terms[name] for name in FEATURES]
 
 
 def logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
@@ -227,11 +226,9 @@ def main(argv=None) -> None:
         def update(f):
             f.reader.answer_threshold = fitted["answer_threshold"]
             f.reader.confident_threshold = fitted["confident_threshold"]
-            wts = fitted["weights"]
-            f.reader.answerable_weight, f.reader.span_weight = wts["answerable"], wts["span"]
-            f.reader.retrieval_weight, f.reader.bias = wts["retrieval"], wts["bias"]
-            f.reader.cosine_weight, f.reader.cross_language_weight = wts["cosine"], wts["cross"]
-            f.reader.cross_retrieval_weight, f.reader.cross_cosine_weight = wts["cross_retrieval"], wts["cross_cosine"]
+            for name, weight in READER_TERMS.items():
+                setattr(f.reader, weight, fitted["weights"][name])
+            f.reader.bias = fitted["weights"]["bias"]
             f.reader.fitted_on = ("held-out split of the training files (eval/splits.py), "
                                   f"{UNINDEXED_SHARE:.0%} of its articles left out of the index; "
                                   "single-language, cross-language and mixed-language corpora")

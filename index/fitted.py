@@ -50,11 +50,21 @@ class ReaderParams:
 
     def score(self, f: dict) -> float:
         """`f`: a read passage's features as chat.engine.passage_features returns them."""
-        return (self.answerable_weight * f["answerable"] + self.span_weight * f["span"]
-                + self.retrieval_weight * f["retrieval"] + self.cosine_weight * f["cosine"]
-                + f["cross"] * (self.cross_language_weight + self.cross_retrieval_weight * f["retrieval"]
-                                + self.cross_cosine_weight * f["cosine"])
-                + self.bias)
+        terms = reader_terms(f)
+        return sum(getattr(self, weight) * terms[name] for name, weight in READER_TERMS.items()) + self.bias
+
+
+# the score's terms (eval/calibrate_reader.py fits one weight each) -> ReaderParams field
+READER_TERMS = {"answerable": "answerable_weight", "span": "span_weight", "retrieval": "retrieval_weight",
+                "cosine": "cosine_weight", "cross": "cross_language_weight",
+                "cross_retrieval": "cross_retrieval_weight", "cross_cosine": "cross_cosine_weight"}
+
+
+def reader_terms(f: dict) -> dict:
+    """A read passage's features and, for an other-language passage, its retrieval score and
+    cosine again as terms of their own (0 for same-language passages)."""
+    base = {name: float(f.get(name, 0.0)) for name in ("answerable", "span", "retrieval", "cosine", "cross")}
+    return {**base, "cross_retrieval": base["cross"] * base["retrieval"], "cross_cosine": base["cross"] * base["cosine"]}
 
 
 @dataclass
