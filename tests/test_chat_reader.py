@@ -43,6 +43,17 @@ def test_reader_finds_the_span_with_offsets_into_the_passage(reader):
     assert len(pred.text) <= 12
 
 
+def test_span_edges_drop_punctuation_and_a_trailing_de_but_keep_a_lone_character():
+    from chat.reader import _strip
+
+    text = "它由DC漫画公司的编辑出版。"
+    start = text.index("DC")
+    assert text[slice(*_strip(text, start, text.index("编辑")))] == "DC漫画公司"
+    assert text[slice(*_strip(text, start - 1, start + 2))] == "由DC"  # only edges are dropped
+    assert _strip("的", 0, 1) == (0, 1)
+    assert _strip(" 42. ", 0, 5) == (1, 3)
+
+
 def test_answerability_separates_a_passage_that_answers_from_one_that_does_not(reader):
     other = "汉堡是德国第二大城市，也是欧洲重要的航空制造中心，拥有空客的总装线。"
     yes, no = reader.read("沙特计划建设多少个医疗集群？", [PASSAGE, other])
