@@ -168,3 +168,26 @@ def test_training_command_is_seeded_and_resumes(tmp_path):
     again = run(tmp_path / "c", tmp_path / "wa")
     assert "resuming at step 3/3" in again.stderr
     assert (tmp_path / "c" / "reader.safetensors").read_bytes() == a
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_freed_memory_trapped_in_the_heap_goes_back_to_the_kernel():
+    """What the reader calls after forwards: memory freed below a live allocation stays in
+    glibc's heap (the soak's RSS growth) until malloc_trim returns it."""
+    import numpy as np
+
+    from chat import reader as reader_module
+
+    assert reader_module._malloc_trim is not None, "malloc_trim not found: the server's RSS would grow"
+    blocks = [np.ones(64 * 1024 // 8) for _ in range(3000)]  # 192 MB of heap chunks (below mmap's threshold)
+    pinned = blocks[-1]  # keeps the heap's top in use, so free() alone cannot shrink it
+    del blocks
+    before = _rss_mb()
+    reader_module.return_freed_memory()
+    assert before - _rss_mb() > 100, (before, _rss_mb())
+    assert pinned.sum() == len(pinned)
