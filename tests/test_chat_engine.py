@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from chat import ChatEngine, QuestionError
+from index.embedding import _native_bfloat16
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -196,7 +197,9 @@ def test_follow_up_pronoun_english_is_resolved_and_retrieves_the_subject(engine)
     assert a.citations and "its-owl" in a.citations[0].doc_id
 
 
-@pytest.mark.xfail(strict=True, reason="known miss since the 2-epoch reader: the resolved question is right, but the reader answers 'Industry 4.0' from the it's OWL quote, not the passage that lists its fields")
+# the reader computes in bfloat16 only where the CPU has it natively; in float32 (a host without
+# AVX512-BF16/AMX, seen 2026-12-03) this question is answered right, so the known miss is bf16's
+@pytest.mark.xfail(_native_bfloat16(), strict=True, reason="known miss of the 2-epoch reader in bfloat16: the resolved question is right, but the reader answers 'Industry 4.0' from the it's OWL quote, not the passage that lists its fields")
 def test_follow_up_pronoun_english_answer(engine):
     a = engine.ask("And which fields do they focus on?", history=OWL_HISTORY)
     assert a.answered and ("digitalisation" in a.answer or "field of AI" in a.answer)
