@@ -328,16 +328,24 @@ MAX_BATCH_WINDOWS = 16  # per forward; more only adds latency to the requests al
 TRIM_EVERY_S = 2.0  # at most this often, after a forward, freed memory goes back to the kernel
 
 
-def _load_malloc_trim():
+def _load_release():
+    """The call that hands freed memory back to the kernel for the allocator in use: jemalloc's
+    purge of every arena where it is preloaded (training re-executes under it), else glibc's
+    malloc_trim; None where neither exists."""
     import ctypes
 
+    process = ctypes.CDLL(None)
+    if hasattr(process, "mallctl"):  # jemalloc
+        mallctl = process.mallctl
+        return lambda: mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0))  # 4096: all
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
         return None
+    return lambda: trim(0)
 
 
-_malloc_trim = _load_malloc_trim()
+_release = _load_release()
 
 
 def return_freed_memory() -> None:
@@ -345,9 +353,10 @@ def return_freed_memory() -> None:
     (a batch's shape is its windows x its widest window, so shapes rarely repeat): a server
     grew 3,713 -> 4,302 MB over a 10-minute soak, and 500 forwards of random shapes grew a
     process 1.2 -> 2.4 GB; with `malloc_trim(0)` every 10 forwards it stayed at 1.08 GB
-    (chat/README.md, memory). jemalloc and fewer arenas did not help."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
+    (chat/README.md, memory). jemalloc and fewer arenas did not help. Training, which keeps
+    jemalloc's freed pages for speed, calls this at every checkpoint."""
+    if _release is not None:
+        _release()
 
 
 class _ReadJob:

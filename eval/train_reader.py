@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from chat.reader import base_fingerprint, build_network, freeze_lower, save_weights, trained_state
+    from chat.reader import base_fingerprint, build_network, freeze_lower, return_freed_memory, save_weights, trained_state
     from index.embedding import base_model_path
 
     torch.set_num_threads(threads)
@@ -284,7 +284,7 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "torch_rng": torch.get_rng_state(), "step": step}, tmp)
             tmp.replace(ckpt)
-            release_free_memory()
+            return_freed_memory()
     bar.close()
     net.eval()
     card = {
@@ -341,25 +341,13 @@ def reexec_with_jemalloc(argv: list[str]) -> None:
     when it is installed (.ci/install installs it); otherwise train as is. jemalloc keeps its
     freed pages (decay off): returning them after 10 s cost 4.5 s a step instead of 2.4 s
     (40% of the CPU in the kernel, measured 2026-12-02). Batches differ in width, so the kept
-    pages grow (17.9 GB by step 1,096 once); `release_free_memory` hands them back at every
+    pages grow (17.9 GB by step 1,096 once); `chat.reader.return_freed_memory` hands them back at every
     checkpoint instead."""
     if not JEMALLOC.exists() or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
         return
     env = dict(os.environ, LD_PRELOAD=f"{JEMALLOC} {os.environ.get('LD_PRELOAD', '')}".strip(),
                MALLOC_CONF="dirty_decay_ms:-1,muzzy_decay_ms:-1")
     os.execve(sys.executable, [sys.executable, "-m", "eval.train_reader", *argv], env)
-
-
-def release_free_memory() -> None:
-    """Under jemalloc, give the pages freed since the last call back to the kernel (all
-    arenas); elsewhere nothing to do. Costs one step's page faults per checkpoint."""
-    import ctypes
-
-    try:
-        mallctl = ctypes.CDLL(None).mallctl
-    except AttributeError:  # glibc malloc: it returns memory by itself
-        return
-    mallctl(b"arena.4096.purge", None, None, None, ctypes.c_size_t(0))  # 4096: every arena
 
 
 def main(argv=None) -> None:

@@ -183,7 +183,7 @@ def test_freed_memory_trapped_in_the_heap_goes_back_to_the_kernel():
 
     from chat import reader as reader_module
 
-    assert reader_module._malloc_trim is not None, "malloc_trim not found: the server's RSS would grow"
+    assert reader_module._release is not None, "malloc_trim not found: the server's RSS would grow"
     blocks = [np.ones(64 * 1024 // 8) for _ in range(3000)]  # 192 MB of heap chunks (below mmap's threshold)
     pinned = blocks[-1]  # keeps the heap's top in use, so free() alone cannot shrink it
     del blocks
