@@ -21,8 +21,12 @@ from .language import EN, HANT, is_chinese_text, message, render
 from .records import Citation
 
 EN_OPEN_QUOTE, EN_CLOSE_QUOTE = "“", "”"
-MAX_EVIDENCE_CHARS = 240  # the sentences around the span; the whole answer stays under ~300
-SHORT_SENTENCE = 60  # a span sentence shorter than this takes a neighbour along
+MAX_ANSWER_CHARS = 300  # the whole extractive answer: short answer, evidence, openings, markers
+MAX_EVIDENCE_CHARS = 240  # the sentences around the span, at most
+MAX_EVIDENCE_SENTENCES = 3
+# A neighbour joins the span's sentence while the evidence is shorter than this (and it fits):
+# 240 = while it fits, chosen on the held-out split of the training files (chat/README.md)
+TAKE_NEIGHBOUR_BELOW = 240
 
 
 @dataclass
@@ -32,10 +36,11 @@ class Composed:
     span: dict | None
 
 
-def evidence_window(text: str, start: int, end: int) -> tuple[int, int]:
+def evidence_window(text: str, start: int, end: int, budget: int = MAX_EVIDENCE_CHARS) -> tuple[int, int]:
     """Offsets of the 1–3 sentences of `text` around [start, end): the sentence holding the
-    span, plus a neighbour while the evidence is short; a very long sentence is cut around
-    the span."""
+    span, then its neighbours (the next one first: answers are often followed by their
+    detail) while they fit in `budget` characters and stay in the span's paragraph; a very
+    long sentence is cut around the span."""
     spans = split_sentences(text) or [(0, len(text))]
     at = next((i for i, (a, b) in enumerate(spans) if a <= start < b), None)
     if at is None:
@@ -43,19 +48,22 @@ def evidence_window(text: str, start: int, end: int) -> tuple[int, int]:
     lo = hi = at
     while hi + 1 < len(spans) and spans[hi][1] < end:  # a span across a sentence end
         hi += 1
-    for step in (1, -1):  # next sentence first (answers are often followed by their detail)
-        j = hi + 1 if step == 1 else lo - 1
+    for step in (1, -1, 1, -1):  # the next sentence first
         size = spans[hi][1] - spans[lo][0]
-        if size < SHORT_SENTENCE and 0 <= j < len(spans) and hi - lo < 2:
-            a, b = spans[j]
-            between = text[spans[hi][1]:a] if step == 1 else text[b:spans[lo][0]]
-            if size + (b - a) <= MAX_EVIDENCE_CHARS and "\n" not in between:  # same paragraph only
-                lo, hi = min(lo, j), max(hi, j)
+        if size >= TAKE_NEIGHBOUR_BELOW or hi - lo + 1 >= MAX_EVIDENCE_SENTENCES:
+            break
+        j = hi + 1 if step == 1 else lo - 1
+        if not 0 <= j < len(spans):
+            continue
+        a, b = spans[j]
+        between = text[spans[hi][1]:a] if step == 1 else text[b:spans[lo][0]]
+        if size + (b - a) <= budget and "\n" not in between:  # same paragraph only
+            lo, hi = min(lo, j), max(hi, j)
     a, b = spans[lo][0], spans[hi][1]
-    if b - a > MAX_EVIDENCE_CHARS:  # one long sentence: a window centred on the span
-        half = max(0, (MAX_EVIDENCE_CHARS - (end - start)) // 2)
+    if b - a > budget:  # one long sentence: a window centred on the span
+        half = max(0, (budget - (end - start)) // 2)
         a = max(a, start - half)
-        b = min(b, max(end + half, a + MAX_EVIDENCE_CHARS))
+        b = min(b, max(end + half, a + budget))
     return a, b
 
 
@@ -85,11 +93,14 @@ def _openings(passage_text: str, language: str) -> tuple[str, str]:
 def compose_span(hit, start: int, end: int, language: str) -> Composed:
     """Short answer hit.chunk.text[start:end] first, then the sentences around it."""
     text = hit.chunk.text
-    a, b = evidence_window(text, start, end)
-    short_open, evidence_open = _openings(text[a:b], language)
+    short_open, evidence_open = _openings(text, language)
     sep = " " if language == EN else ""
-    lines = [_line(short_open + sep + _shown(text[start:end], language), 1, language),
-             _line(evidence_open + sep + _shown(text[a:b], language), 1, language)]
+    short = _line(short_open + sep + _shown(text[start:end], language), 1, language)
+    overhead = len(short) + 1 + len(_line(evidence_open + sep + EN_OPEN_QUOTE + EN_CLOSE_QUOTE, 1, language))
+    a, b = evidence_window(text, start, end, max(60, min(MAX_EVIDENCE_CHARS, MAX_ANSWER_CHARS - overhead)))
+    lines = [short, _line(evidence_open + sep + _shown(text[a:b], language), 1, language)]
+    if start <= a and b <= end:  # a long span leaves no room around it: do not repeat it
+        lines = [short]
     citation = make_citation(hit, 1, a, b, language)
     return Composed("\n".join(lines), [citation], span_record(hit, citation, start, end, language))
 

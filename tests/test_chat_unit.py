@@ -196,13 +196,29 @@ def test_span_answer_puts_the_span_first_then_its_sentence_with_offsets_into_the
     assert len(c.text) <= 300
 
 
-def test_evidence_window_takes_a_neighbour_for_a_short_sentence_and_cuts_a_long_one():
-    text = "短句。这是下一句，讲了细节。第三句。"
+def test_evidence_window_takes_neighbours_while_they_fit_and_cuts_a_long_sentence():
+    text = "短句。这是下一句，讲了细节。第三句。第四句。"
     a, b = evidence_window(text, 0, 2)
-    assert text[a:b] == "短句。这是下一句，讲了细节。"
+    assert text[a:b] == "短句。这是下一句，讲了细节。第三句。"  # the next ones first, three at most
+    middle = "前一句。答案在这里。后一句。再后一句。"
+    a, b = evidence_window(middle, middle.index("答案"), middle.index("答案") + 2)
+    assert middle[a:b] == "前一句。答案在这里。后一句。"  # next, then previous
+    a, b = evidence_window(text, 0, 2, budget=10)
+    assert text[a:b] == "短句。"  # the neighbour would not fit
+    a, b = evidence_window("短句。\n下一段的句子。", 0, 2)
+    assert (a, b) == (0, 3)  # never across a paragraph
     long = "甲" * 400 + "答案" + "乙" * 400 + "。"
     a, b = evidence_window(long, 400, 402)
     assert a <= 400 and b >= 402 and b - a <= 240
+
+
+def test_a_span_that_fills_its_evidence_is_not_repeated():
+    text = ("The best, worst and average case complexity refer to three different ways of measuring the "
+            "time complexity (or any other complexity measure) of different inputs of the same size. Next.")
+    s, e = 0, text.index(" of the same size") + len(" of the same size")
+    c = compose_span(_hit(text, "en.txt"), s, e, EN)
+    assert c.text.count("three different ways") == 1 and c.text.startswith("Answer: The best")
+    assert c.span["text"] == text[s:e]
 
 
 def test_traditional_span_is_rendered_and_still_points_into_the_rendered_citation():
