@@ -54,6 +54,22 @@ def test_span_edges_drop_punctuation_and_a_trailing_de_but_keep_a_lone_character
     assert _strip(" 42. ", 0, 5) == (1, 3)
 
 
+def test_forwards_come_in_few_widths_and_padding_to_them_changes_no_answer(reader, monkeypatch):
+    from chat import reader as reader_module
+
+    assert [reader_module._rounded_width(n, 512) for n in (1, 64, 65, 500, 512)] == [64, 64, 128, 512, 512]
+    assert reader_module._rounded_width(30, 40) == 40  # never past the windows' own padded length
+    widths = []
+    run = reader.net.forward
+    monkeypatch.setattr(reader.net, "forward", lambda ids, mask: (widths.append(ids.shape[1]), run(ids, mask))[1])
+    rounded = reader.read("沙特计划建设多少个医疗集群？", [PASSAGE])[0]
+    monkeypatch.setattr(reader_module, "WIDTH_STEP", 1)
+    exact = reader.read("沙特计划建设多少个医疗集群？", [PASSAGE])[0]
+    assert widths[0] % 64 == 0 and widths[1] < widths[0]
+    assert (rounded.start, rounded.end) == (exact.start, exact.end)
+    assert abs(rounded.answerable - exact.answerable) < 0.2
+
+
 def test_answerability_separates_a_passage_that_answers_from_one_that_does_not(reader):
     other = "汉堡是德国第二大城市，也是欧洲重要的航空制造中心，拥有空客的总装线。"
     yes, no = reader.read("沙特计划建设多少个医疗集群？", [PASSAGE, other])
