@@ -325,7 +325,8 @@ class Reader:
 
 
 MAX_BATCH_WINDOWS = 16  # per forward; more only adds latency to the requests already waiting
-WIDTH_STEP = 64
+WIDTH_STEP = 64  # forward widths are multiples of this (_rounded_width)
+TRIM_EVERY_S = 2.0  # at most this often, after a forward, freed memory goes back to the kernel
 
 
 def _rounded_width(longest: int, limit: int) -> int:
@@ -335,7 +336,6 @@ def _rounded_width(longest: int, limit: int) -> int:
     24-512 tokens, memory trimmed after each) grew a process 1,277 -> 1,707 MB; rounded to 64
     it stayed at 1,230 MB from the 200th on, in the same time (2026-12-03, chat/README.md)."""
     return min(limit, -(-longest // WIDTH_STEP) * WIDTH_STEP)
-TRIM_EVERY_S = 2.0  # at most this often, after a forward, freed memory goes back to the kernel
 
 
 def _load_release():
