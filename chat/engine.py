@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from index.fitted import load_fitted
-from index.text import chunk_tokens, query_language, tokenize
+from index.text import query_language
 
 from .compose import (Composed, compose_list, compose_metadata, compose_span, make_citation,
                       nearest_citations)
@@ -46,15 +46,12 @@ class Reading:
                 "answerable": round(p.answerable, 3) if p else None}
 
 
-def passage_features(hit, prediction: SpanPrediction, question_language: str, question_tokens: set[str]) -> dict:
+def passage_features(hit, prediction: SpanPrediction, question_language: str) -> dict:
     """What the calibrated score weighs (index/fitted.py ReaderParams; fitted on these by
     eval/calibrate_reader.py): the reader's two outputs, the fused retrieval score (relative
-    to the pool), the dense cosine (absolute), whether the languages differ and the share of
-    the question's tokens the passage holds."""
-    overlap = len(question_tokens & set(chunk_tokens(hit.chunk))) / len(question_tokens) if question_tokens else 0.0
+    to the pool), the dense cosine (absolute) and whether the languages differ."""
     return {"answerable": prediction.answerable, "span": prediction.span_score, "retrieval": float(hit.score),
-            "cosine": float(hit.dense_score or 0.0), "cross": float(hit.chunk.language != question_language),
-            "overlap": overlap}
+            "cosine": float(hit.dense_score or 0.0), "cross": float(hit.chunk.language != question_language)}
 
 
 class ChatEngine:
@@ -218,11 +215,10 @@ class ChatEngine:
         # passages are canonical Simplified and the reader was trained on Simplified text
         question = to_simplified(question)
         language = query_language(question)
-        tokens = set(tokenize(question))
 
         def read(batch: list) -> list[Reading]:
             predictions = self.reader.read(question, [h.chunk.text for h in batch])
-            return [Reading(h, p, self.params.score(passage_features(h, p, language, tokens)))
+            return [Reading(h, p, self.params.score(passage_features(h, p, language)))
                     for h, p in zip(batch, predictions)]
 
         confident = self.params.confident_threshold

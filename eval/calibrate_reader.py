@@ -17,8 +17,7 @@ answer. Then:
   the answer" on the reader's answerability logit, its span score, the fused retrieval score
   (relative to the pool), the dense cosine (absolute: how close the nearest passage really
   is, which is what an unindexed question lacks), whether the languages differ and, for
-  other-language passages, their retrieval score and cosine apart (they run lower) and, for
-  same-language ones, the share of the question's BM25 tokens the passage holds
+  other-language passages, their retrieval score and cosine apart (they run lower)
   (every passage of an unindexed question is a negative); passages are ordered by it, and
   the figures keep hit@1 of the retrieval order and of the reader's logit alone, which the
   re-ranking must beat;
@@ -52,7 +51,7 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
     from chat.engine import passage_features
     from eval.normalize import contains_any
     from eval.squad import benchmark_index, paragraph_of_doc
-    from index.text import query_language, tokenize
+    from index.text import query_language
     from ingest.script import to_simplified
 
     work = Path(settings.cache_dir) / "calibration"
@@ -65,10 +64,9 @@ def collect(settings, limit_per_file: int = 300, seed: int = 0, progress: bool =
         for q in tqdm(questions, desc=f"calibrate {source}", disable=not progress, file=sys.stderr):
             readings = engine.read_passages(q.question)
             language = query_language(to_simplified(q.question))  # as the engine's _read
-            tokens = set(tokenize(q.question))
             out.append({
                 "source": source, "answerable": q.answerable,
-                "passages": [{**passage_features(r.hit, r.prediction, language, tokens),
+                "passages": [{**passage_features(r.hit, r.prediction, language),
                               "relevant": paragraph_of_doc(r.hit.chunk.doc_id) == q.paragraph
                               and contains_any(r.hit.chunk.text, q.answers)}
                              for r in readings if r.prediction is not None],

@@ -40,10 +40,6 @@ class ReaderParams:
     # scores run lower than same-language ones in a corpus holding both (the dense model's bias)
     cross_retrieval_weight: float = 0.0
     cross_cosine_weight: float = 0.0
-    # share of the question's BM25 tokens the passage (with its title) holds, same-language
-    # passages only: a question about an article not in the index shares its topic words
-    # with the nearest passage, rarely its names and numbers
-    overlap_weight: float = 0.0
     bias: float = 0.0
     answer_threshold: float = 0.0
     # the top retrieved passage alone is read first; at or above this score the others are
@@ -61,16 +57,14 @@ class ReaderParams:
 # the score's terms (eval/calibrate_reader.py fits one weight each) -> ReaderParams field
 READER_TERMS = {"answerable": "answerable_weight", "span": "span_weight", "retrieval": "retrieval_weight",
                 "cosine": "cosine_weight", "cross": "cross_language_weight",
-                "cross_retrieval": "cross_retrieval_weight", "cross_cosine": "cross_cosine_weight",
-                "overlap": "overlap_weight"}
+                "cross_retrieval": "cross_retrieval_weight", "cross_cosine": "cross_cosine_weight"}
 
 
 def reader_terms(f: dict) -> dict:
     """A read passage's features and, for an other-language passage, its retrieval score and
     cosine again as terms of their own (0 for same-language passages)."""
     base = {name: float(f.get(name, 0.0)) for name in ("answerable", "span", "retrieval", "cosine", "cross")}
-    return {**base, "cross_retrieval": base["cross"] * base["retrieval"], "cross_cosine": base["cross"] * base["cosine"],
-            "overlap": (1.0 - base["cross"]) * float(f.get("overlap", 0.0))}
+    return {**base, "cross_retrieval": base["cross"] * base["retrieval"], "cross_cosine": base["cross"] * base["cosine"]}
 
 
 @dataclass

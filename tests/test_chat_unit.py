@@ -312,16 +312,3 @@ def test_answer_to_dict_has_the_contract_keys():
     assert d["span"]["citation"] == 1 and d["resolved_question"] == "rq"
     a.answered = False
     assert a.to_dict()["span"] is None  # null when refused
-
-
-def test_passage_features_overlap_is_the_share_of_question_tokens_the_passage_holds():
-    from chat.engine import passage_features
-    from chat.reader import SpanPrediction
-    from index.text import tokenize
-
-    pred = SpanPrediction(0, 0, 2, "沙特", 1.0, 0.5)
-    asked = set(tokenize("沙特计划建设多少个医疗集群？"))
-    inside = passage_features(_hit(), pred, "zh", asked)["overlap"]
-    elsewhere = passage_features(_hit("韩国打造全球最大半导体集群。"), pred, "zh", asked)["overlap"]
-    assert 0.7 < inside <= 1.0 and elsewhere < 0.3  # 多少 and its bigrams are the question's own
-    assert passage_features(_hit(), pred, "zh", set())["overlap"] == 0.0  # no tokens: nothing to share

@@ -121,27 +121,3 @@ def test_confident_threshold_reads_one_passage_only_where_that_loses_no_hit():
     assert out["confident_threshold"] is not None and out["confident_threshold"] >= out["answer_threshold"]
     assert f["hit@1_early_exit"] >= f["hit@1_reading_all"] > 0.95
     assert 0.3 < f["share_reading_one_passage"] < 0.7  # the strong half, not the weak one
-
-
-def test_reader_calibration_refuses_what_shares_no_names_with_its_best_passage():
-    """Unindexed questions whose nearest passage looks as answerable to the reader as a real
-    one, but holds few of the question's tokens: the overlap term must refuse them, and only
-    for same-language passages (an other-language passage shares no tokens by nature)."""
-    from eval.calibrate_reader import fit
-
-    rng = np.random.default_rng(3)
-    records = []
-    for _ in range(300):
-        records.append({"source": "s", "answerable": True, "passages": [
-            {"answerable": rng.normal(), "span": 5.0, "retrieval": 1.0, "cosine": 0.85, "cross": 0.0,
-             "overlap": 0.8 + 0.1 * rng.normal(), "relevant": True}]})
-        records.append({"source": "x", "answerable": True, "passages": [
-            {"answerable": rng.normal(), "span": 5.0, "retrieval": 1.0, "cosine": 0.8, "cross": 1.0,
-             "overlap": 0.0, "relevant": True}]})
-        records.append({"source": "s", "answerable": False, "passages": [
-            {"answerable": rng.normal(), "span": 5.0, "retrieval": 1.0, "cosine": 0.85, "cross": 0.0,
-             "overlap": 0.3 + 0.1 * rng.normal(), "relevant": False}]})
-    out = fit(records)
-    assert out["weights"]["overlap"] > 0
-    f = out["figures"]["by_source"]
-    assert f["s"]["unindexed_refused"] > 0.9 and f["x"]["answerable_answered"] > 0.9
