@@ -91,6 +91,12 @@ class Settings:
     max_upload_mb: float = 20.0
     feedback_log: Path = REPO_ROOT / "data" / "feedback.jsonl"
     upload_dir: Path = REPO_ROOT / "data" / "uploads"
+    # --- operating (docs/operating.md) ---
+    metrics_enabled: bool = True  # GET /metrics in Prometheus text format
+    metrics_key: str = ""  # when set, /metrics needs it (Authorization: Bearer … or ?key=…)
+    log_format: str = "text"  # "text" or "json" (one JSON object a line, for log shippers)
+    log_questions: bool = False  # put question text in the access log (questions can be confidential)
+    shutdown_grace_s: float = 20.0  # on SIGTERM: how long in-flight requests and streams may take to finish
 
     @property
     def llm_enabled(self) -> bool:

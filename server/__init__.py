@@ -2,6 +2,7 @@
 
     service.py     the index and chat engine, loaded in the background; LLM reachability
     security.py    API keys, /embed tokens, rate limits, size limits (the Guard)
+    observability.py  request ids, access log, Prometheus /metrics, /livez and /readyz
     errors.py      error mapping: one place, one shape per interface
     uploads.py     uploads typed by content; document records
     models.py      Pydantic request/response models (the OpenAPI schema)

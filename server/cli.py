@@ -1,4 +1,5 @@
-"""`python app.py [--host H] [--port P] [--root-path /sub] [--config FILE]`: settings, logging, uvicorn."""
+"""`python app.py [--host H] [--port P] [--root-path /sub] [--config FILE]`: settings, logging, uvicorn
+(with a graceful SIGTERM: in-flight requests finish within shutdown_grace_s, then exit 0)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     settings = parse_settings(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().handlers[0].setLevel(logging.INFO)  # libraries that turn on their own DEBUG
-    for noisy in ("faiss", "httpx", "jieba", "mcp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .observability import configure_logging
+
+    configure_logging(settings)  # text or JSON lines, every line with its request id
 
     from .factory import create_app
     from .service import Service
@@ -49,5 +49,33 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     log.info("serving http://%s:%d%s", settings.host, settings.port, settings.root_path or "/")
-    uvicorn.run(app, host=settings.host, port=settings.port, root_path=settings.root_path or "",
-                log_level="info", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, root_path=settings.root_path or "",
+                            log_level="info", log_config=None, access_log=False,
+                            timeout_graceful_shutdown=max(0.0, float(settings.shutdown_grace_s)))
+    graceful_server(config).run()
+
+
+class _Graceful:
+    """uvicorn's Server, except that SIGTERM ends in exit code 0: on SIGTERM uvicorn stops
+    accepting, lets in-flight requests and streams finish (up to timeout_graceful_shutdown,
+    then cancels them), runs the lifespan shutdown, and then re-raises the signal, which would
+    make the exit status 143. An orchestrator's SIGTERM is a normal stop, so it is not re-raised.
+    A build in progress (the index-loader thread) is abandoned: index writes go to a new version
+    folder and only an atomic rename makes it live (index/store.py), so the previous index stays."""
+
+    def handle_exit(self, sig, frame):
+        import signal
+
+        if sig == signal.SIGTERM and not self.should_exit:
+            log.info("SIGTERM: no new connections; finishing in-flight requests (grace %.0f s)",
+                     self.config.timeout_graceful_shutdown or 0)
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+
+def graceful_server(config):
+    """A uvicorn Server whose SIGTERM ends in exit code 0 (see _Graceful)."""
+    import uvicorn
+
+    return type("GracefulServer", (_Graceful, uvicorn.Server), {})(config)

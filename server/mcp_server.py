@@ -119,9 +119,11 @@ def main() -> None:
     from .service import Service
 
     settings_mod.apply_offline_defaults()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = Service(settings_mod.load_settings(), warm_up=False)
+    from .observability import configure_logging
+
+    settings = settings_mod.load_settings()
+    configure_logging(settings, stream=sys.stderr)  # stdout is the MCP channel
+    service = Service(settings, warm_up=False)
     service.start()
     build_mcp(service, wait_s=600).run("stdio")
 

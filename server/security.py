@@ -10,6 +10,7 @@ import threading
 import time
 
 from .errors import BodyTooLarge, app_path, error_response
+from .observability import request_info
 
 # Routes that stay open without a key and are never rate limited: monitoring must see a
 # building or overloaded server, and the docs describe nothing secret.
@@ -115,6 +116,9 @@ class Guard:
             client = f"key:{key}" if valid_key else f"ip:{(scope.get('client') or ('?',))[0]}"
             wait = self.limiter.take(client)
             if wait:
+                info = request_info()
+                if info is not None:
+                    info["rate_limited"] = True  # counted by the request observer (server/observability.py)
                 return await error_response(path, 429, "too many requests, slow down",
                                             headers={"Retry-After": str(max(1, math.ceil(wait)))})(scope, receive, send)
 

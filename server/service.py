@@ -45,6 +45,7 @@ class Service:
         self._last_log = 0.0
         self._feedback_lock = threading.Lock()
         self._ready = threading.Event()
+        self.metrics = None  # server/observability.py Metrics, set by create_app when metrics are on
 
     def start(self) -> None:
         threading.Thread(target=self._load, name="index-loader", daemon=True).start()
@@ -75,7 +76,9 @@ class Service:
                     time.sleep(ENGINE_RETRY_S)
             self.error = ""
             engine = ChatEngine(index, self.settings)
-            self.engine = engine
+            from .observability import ObservedEngine
+
+            self.engine = ObservedEngine(engine, self)  # answers reported to metrics and the access log
             self.question_error = QuestionError
             self.index = index
             self.status = "ready"
@@ -127,7 +130,14 @@ class Service:
                 log.log(logging.INFO if state["status"] == "up" else logging.WARNING,
                         "LLM endpoint %s: %s %s", llm.base_url, state["status"], state.get("error", ""))
             self.llm_state, self._llm_checked = state, time.monotonic()
+        if self.metrics is not None:
+            self.metrics.llm_probe(state)
         return state
+
+    def llm_health(self) -> dict | None:
+        """The LLM endpoint's last known state (None when none is configured); re-probed in the
+        background when stale."""
+        return self._llm_health()
 
     def _llm_health(self) -> dict | None:
         if not self.settings.llm_enabled:
