@@ -35,8 +35,10 @@ from index.hybrid import Fusion  # noqa: E402
 from index.keyword import KeywordIndex  # noqa: E402
 from index.stores import assemble_pool  # noqa: E402
 from index.text import chunk_tokens, normalize, tokenize  # noqa: E402
+from eval.shared_bench import bench_file  # noqa: E402
+from keep_summary import portable  # noqa: E402
 
-CMRC = Path("/work/shared/bench/cmrc2018_dev.json")
+CMRC = bench_file("cmrc2018_dev.json")  # the shared benchmark folder (eval/shared_bench.py)
 DEPTH = 50
 
 
@@ -173,7 +175,8 @@ def print_table(name: str, res: dict, split: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--file", action="append", default=[], help="NAME=PATH (SQuAD format); default: cmrc + trad")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "index_fusion.json")
+    ap.add_argument("--out", type=Path, default=REPO / "build" / "bench" / "index_fusion.json",
+                    help="results file to merge into (default: untracked; bench/results/index_fusion.json is the kept one)")
     # (--markdown alone prints the README table from the saved results)
     args = ap.parse_args()
     settings = settings_mod.load_settings()
@@ -195,7 +198,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     old.update(out)
-    args.out.write_text(json.dumps(old, ensure_ascii=False, indent=1))
+    args.out.write_text(portable(json.dumps(old, ensure_ascii=False, indent=1)))
     print(f"\nsaved {args.out}")
 
 

@@ -12,7 +12,7 @@ of its sentences (each sentence tokenised once). Queries are real CMRC questions
 embedded per query (latency includes the query embedding for dense and hybrid).
 Figures are medians over repetitions; the machine is shared, so expect noise.
 
-    .venv/bin/python bench/index_speed.py [--sizes 1000,10000,100000] [--queries 100]
+    .venv/bin/python bench/index_speed.py [--sizes 1000,10000,100000] [--queries 100] [--out bench/results/index_speed.json]
 """
 
 from __future__ import annotations
@@ -42,10 +42,12 @@ from index.dense import DenseIndex  # noqa: E402
 from index.embedding import get_embedder  # noqa: E402
 from index.stores import FaissStore  # noqa: E402
 from index.text import titled_text, tokenize  # noqa: E402
+from eval.shared_bench import bench_file  # noqa: E402
+from keep_summary import portable  # noqa: E402
 
-CMRC = Path("/work/shared/bench/cmrc2018_dev.json")
+CMRC = bench_file("cmrc2018_dev.json")  # the shared benchmark folder (eval/shared_bench.py)
 REAL_CHUNKS = 600
-OUT = REPO / "bench" / "results" / "index_speed.json"
+OUT = REPO / "build" / "bench" / "index_speed.json"  # untracked; --out bench/results/index_speed.json for the kept one
 
 
 def peak_mb() -> float:
@@ -236,6 +238,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--skip-build", action="store_true", help="keep the saved build figures")
+    ap.add_argument("--out", type=Path, default=OUT,
+                    help="results file (default: untracked, under build/; bench/results/index_speed.json is the kept one)")
     ap.add_argument("--base-index", type=Path,
                     help="take the real passage vectors for synthesis from this index (e.g. the CMRC benchmark index)")
     args = ap.parse_args()
@@ -247,7 +251,7 @@ def main() -> None:
     out = {"machine": {"cpus": len(__import__("os").sched_getaffinity(0))}, "model": embedder.model_id,
            "ann_threshold": settings.ann_threshold}
 
-    saved = json.loads(OUT.read_text()) if OUT.exists() else {}
+    saved = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.skip_build:
         if not args.base_index or "build" not in saved:
             sys.exit("--skip-build needs --base-index and saved build figures")
@@ -295,8 +299,8 @@ def main() -> None:
         del index
     out.setdefault("incremental_add", saved.get("incremental_add"))
     out["peak_rss_mb"] = max(round(peak_mb()), saved.get("peak_rss_mb", 0) if args.skip_build else 0)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(portable(json.dumps(out, indent=1)))
     print_table(out)
 
 

@@ -7,7 +7,8 @@
     .venv/bin/python bench/scale.py run --backend edge --sizes 100000
     .venv/bin/python bench/scale.py run --backend qdrant-local --sizes 10000
 
-Results are merged into bench/results/scale.json (one entry per backend and size).
+Results are merged into build/bench/scale.json (untracked), or with `--out bench/results/scale.json`
+into the kept one (one entry per backend and size).
 
 **Parity** takes eval's CMRC benchmark index (eval.squad.benchmark_index: every paragraph a
 document, the real model and pipeline; FAISS), writes the same documents, chunks, vectors
@@ -56,9 +57,11 @@ settings_mod.apply_offline_defaults()
 # as app.py does: idle torch threads otherwise spin and, on shared cores, single-query embedding
 # goes from ~20 ms to ~170 ms (measured here at load 2)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from eval.shared_bench import bench_file  # noqa: E402
+from keep_summary import portable  # noqa: E402
 
-CMRC = Path("/work/shared/bench/cmrc2018_dev.json")
-OUT = REPO / "bench" / "results" / "scale.json"
+CMRC = bench_file("cmrc2018_dev.json")  # the shared benchmark folder (eval/shared_bench.py)
+OUT = REPO / "build" / "bench" / "scale.json"  # untracked; --out bench/results/scale.json updates the kept results
 BLOCK = 50_000
 N_QUERIES = 100
 DEPTH = 50
@@ -80,7 +83,7 @@ def merge_result(key: str, entry: dict) -> None:
     old = json.loads(OUT.read_text()) if OUT.exists() else {}
     old[key] = entry
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(old, ensure_ascii=False, indent=1))
+    OUT.write_text(portable(json.dumps(old, ensure_ascii=False, indent=1)))
 
 
 # --- parity --------------------------------------------------------------------------------
@@ -676,6 +679,7 @@ def run(args) -> None:
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("parity")
@@ -708,7 +712,11 @@ def main() -> None:
     o.add_argument("--dense-only", action="store_true")
     o.add_argument("--random-base", action="store_true", help="random base vectors (plumbing checks, not figures)")
     o.add_argument("--prebuilt", help="faiss: open the large form built by _build_large in this folder")
+    for sp in (p, r):
+        sp.add_argument("--out", type=Path, default=OUT, help="results file to merge into (default: untracked, "
+                                                              "under build/; bench/results/scale.json is the kept one)")
     args = ap.parse_args()
+    OUT = getattr(args, "out", None) or OUT
     if args.command == "parity":
         parity(args)
     elif args.command == "_parity_part":

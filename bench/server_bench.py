@@ -9,7 +9,8 @@ sends its next request when the previous answer arrives. Cold start = process st
 /api/health says "ready" (questions are answered); "warm" = its warm-up questions are done too. "Server overhead" is the wall time
 minus the engine's own `timings_ms.total`: what HTTP, validation and JSON add on top of chat.
 "Server CPU ms per request" (from /proc) is what a request costs when the CPUs are not shared
-with other work. Writes bench/results/server_bench.json.
+with other work. Writes build/bench/server_bench.json (untracked) or --out, e.g.
+bench/results/server_bench.json, the kept one.
 """
 
 import argparse
@@ -31,8 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from browser.harness import make_corpus, start_server  # noqa: E402
 
-RESULTS = REPO / "bench" / "results" / "server_bench.json"
-SOAK_RESULTS = REPO / "bench" / "results" / "server_soak.json"
+# untracked by default; --out bench/results/server_bench.json (server_soak.json) updates the kept results
+RESULTS = REPO / "build" / "bench" / "server_bench.json"
+SOAK_RESULTS = REPO / "build" / "bench" / "server_soak.json"
 TARGETS = {"cold_start_s": 10.0, "p95_ms_1_client": 150.0, "p95_ms_8_clients": 1000.0, "errors_8_clients": 0}
 
 
@@ -228,8 +230,9 @@ def soak_main(args) -> None:
     result["met"] = {"errors": result["errors"] == 0 and result["server_tracebacks"] == 0,
                      "rss_growth": result["rss_mb"]["growth_after_warmup_pct"] <= 5.0,
                      "p95": result["p95_ms_after_warmup"] <= 1000.0}
-    SOAK_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    SOAK_RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = Path(args.out or SOAK_RESULTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"\nClusterQA soak: {args.clients} clients, {args.minutes:g} min, {result['requests']} requests "
           f"({result['throughput_rps']} req/s), load avg {result['machine']['load_avg_after'][0]}")
     print(f"errors {result['errors']} (server tracebacks {result['server_tracebacks']}); p95 after warm-up "
@@ -238,7 +241,7 @@ def soak_main(args) -> None:
     for m in result["per_minute"]:
         print(f"  minute {m['minute']:>2}: {m['requests']:>5} requests, {m['errors']} errors, p50 {m['p50_ms']:>7} ms, "
               f"p95 {m['p95_ms']:>7} ms")
-    print(f"written {SOAK_RESULTS.relative_to(REPO)}")
+    print(f"written {out}")
 
 
 def main() -> None:
@@ -249,6 +252,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="soak length")
     parser.add_argument("--clients", type=int, default=16, help="soak clients")
     parser.add_argument("--warmup", type=float, default=1.0, help="soak minutes before RSS and p95 are judged")
+    parser.add_argument("--out", help="results file (default: build/bench/server_bench.json or server_soak.json, "
+                                      "untracked; the kept ones are in bench/results)")
     args = parser.parse_args()
     if args.soak:
         return soak_main(args)
@@ -296,8 +301,9 @@ def main() -> None:
                 "p95_1_client": one["p95_ms"] <= TARGETS["p95_ms_1_client"],
                 "8_clients": eight["errors"] == 0 and eight["p95_ms"] <= TARGETS["p95_ms_8_clients"]},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = Path(args.out or RESULTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     print(f"\nClusterQA server benchmark ({result['documents']} docs, {result['chunks']} chunks, "
           f"{result['mode']}, load avg {result['machine']['load_avg_1m']})")
@@ -325,7 +331,7 @@ def main() -> None:
         t = "" if target is None else f"{target:g}"
         m = "" if met is None else ("yes" if met else "NO")
         print(f"{name:<34}{value:>12.1f}{t:>12}{m:>6}")
-    print(f"\nwritten {RESULTS.relative_to(REPO)}")
+    print(f"\nwritten {out}")
 
 
 if __name__ == "__main__":

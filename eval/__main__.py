@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     f.set_defaults(func=cmd_feedback)
 
     g = sub.add_parser("gate", help="regression gate: dev set + fixed CMRC sample against eval/thresholds.json")
-    g.add_argument("--out", default="bench/results/eval_gate")
+    g.add_argument("--out", default="build/eval/gate", help="untracked (the figures are in the CI log)")
     g.add_argument("--thresholds", default=None)
     g.add_argument("--dev", default=None)
     g.add_argument("--cmrc", default=None)
