@@ -32,9 +32,11 @@ CMRC_FIGURES = ("modes:hybrid/hit@1", "modes:hybrid/hit@5", "modes:hybrid/mrr@10
 
 
 def default_cmrc() -> Path:
-    """CMRC 2018 dev from the shared benchmark folder beside the repository (or CLUSTERQA_CMRC)."""
+    """CMRC 2018 dev: CLUSTERQA_CMRC, else the shared benchmark folder (eval/shared_bench.py)."""
+    from eval.shared_bench import bench_file
+
     env = os.environ.get("CLUSTERQA_CMRC")
-    return Path(env) if env else REPO.parent / "shared" / "bench" / "cmrc2018_dev.json"
+    return Path(env) if env else bench_file("cmrc2018_dev.json")
 
 
 def measure(settings, out_dir: Path, dev: Path, cmrc: Path, progress: bool = True) -> dict:

@@ -1,4 +1,4 @@
-"""The training files of ../shared/bench and ClusterQA's own split of them, by article.
+"""The training files of the shared benchmark folder (eval/shared_bench.py) and ClusterQA's own split of them, by article.
 
 Everything ClusterQA fits or trains (the reader, its answerability threshold, the fusion
 weights) uses only these files; `cmrc2018_dev.json` and data/questions/dev.jsonl are
@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH_DIR = REPO.parent / "shared" / "bench"
+from eval.shared_bench import bench_dir
+
 HELD_OUT_SHARE = 0.2
 SQUAD_HELD_OUT_ARTICLES = 6  # of 24: about 1,300 SQuAD and 150 XQuAD questions
 
@@ -44,12 +44,8 @@ class QA:
     language: str  # "zh" | "en" of the context
 
 
-def bench_dir() -> Path:
-    return BENCH_DIR
-
-
 def file_hashes(directory: Path | None = None) -> dict[str, str]:
-    d = Path(directory or BENCH_DIR)
+    d = Path(directory or bench_dir())
     return {name: hashlib.sha256((d / name).read_bytes()).hexdigest() for name in TRAINING_FILES.values()}
 
 
@@ -66,7 +62,7 @@ def held_out_articles(source: str, titles: list[str]) -> set[str]:
 def load(source: str, directory: Path | None = None) -> list[QA]:
     from ingest.script import to_simplified
 
-    path = Path(directory or BENCH_DIR) / TRAINING_FILES[source]
+    path = Path(directory or bench_dir()) / TRAINING_FILES[source]
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
     language = "en" if source in ("squad", "xquad_en") else "zh"
     out = []
@@ -112,7 +108,7 @@ def split(source: str, rows: list[QA], part: str) -> list[QA]:
 
 
 def _squad_titles() -> list[str]:
-    data = json.loads((BENCH_DIR / TRAINING_FILES["squad"]).read_text(encoding="utf-8"))["data"]
+    data = json.loads((bench_dir() / TRAINING_FILES["squad"]).read_text(encoding="utf-8"))["data"]
     return [a["title"] for a in data]
 
 
