@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 log = logging.getLogger("clusterqa.server")
 
@@ -53,6 +54,19 @@ def main(argv: list[str] | None = None) -> None:
                             log_level="info", log_config=None, access_log=False,
                             timeout_graceful_shutdown=max(0.0, float(settings.shutdown_grace_s)))
     graceful_server(config).run()
+    # Only a SIGTERM comes back here (SIGINT re-raises). Requests are done; what may still run is
+    # the index-loader thread (a build or the warm-up, inside torch): letting the interpreter tear
+    # down under it aborts the process ("terminate called without an active exception", exit -6).
+    # Its work is abandoned safely (index versions go live by an atomic rename), so leave now.
+    busy = service.loading()
+    log.info("stopped%s; exit 0", " (index build or warm-up in progress: abandoned)" if busy else "")
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
 
 
 class _Graceful:

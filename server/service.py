@@ -48,7 +48,13 @@ class Service:
         self.metrics = None  # server/observability.py Metrics, set by create_app when metrics are on
 
     def start(self) -> None:
-        threading.Thread(target=self._load, name="index-loader", daemon=True).start()
+        self._loader = threading.Thread(target=self._load, name="index-loader", daemon=True)
+        self._loader.start()
+
+    def loading(self) -> bool:
+        """The index is still loading or building, or the warm-up still runs."""
+        loader = getattr(self, "_loader", None)
+        return loader is not None and loader.is_alive()
 
     def _progress(self, stage: str, done: int, total: int) -> None:
         changed = stage != self.stage
