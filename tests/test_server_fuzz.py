@@ -1,11 +1,13 @@
 """1,000 malformed requests against the real `python app.py`: every one gets a 4xx (or a
-handled 200), never a 5xx or a traceback — the JSON API, the OpenAI-compatible endpoint, MCP
-and the pages alike."""
+handled 200), never a 5xx or a traceback — the JSON API, the OpenAI-compatible endpoint, MCP,
+the pages, /metrics, /livez and /readyz alike; a third carry an odd X-Request-ID (very long,
+binary, controls, CRLF-like), and every response sends back a clean one (no header injection)."""
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 
 import httpx
@@ -23,6 +25,14 @@ WEIRD = ["", " ", "\x00", "\ud800".encode("utf-8", "surrogatepass").decode("utf-
          "../../etc/passwd", "[1] [999] [0]"]
 VALUES = [None, True, False, 0, -1, 10**30, 1.5, float("inf"), "", "x", [], {}, [None], {"a": 1}, ["user"],
           [{"role": "user"}], [{"content": "x"}], [{"role": "user", "content": 5}]]
+
+
+# X-Request-ID values httpx can put on the wire (it refuses CR, LF, NUL and blank values itself; those are
+# sent raw in tests/test_server_ops.py): long, binary (obs-text), controls, look-alikes of injection.
+ODD_IDS = [b"x" * 129, b"y" * 8000, bytes(range(0x80, 0x100)), "集群".encode(), b"\x01\x02\x1f\x7f",
+           b"a\tb", b"abc%0d%0aSet-Cookie:%20x=1", b"<script>", b"ok-id-1", b"id with spaces",
+           "\u2028".encode()]
+CLEAN_ID = re.compile(rb"[\x20-\x7e]{1,128}")
 
 
 def rand_json_value(rng: random.Random, depth: int = 0):
@@ -89,6 +99,11 @@ def requests(rng: random.Random):
                                "/api/documents/" + rng.choice(["..%2f..%2fetc", "%00", "a" * 300, "x/../../y"]),
                                "/v1", "/v1/", "/mcp/", "/api/", "/web/..%2fapp.py", "/web/%00"])
             yield method, path, b"", dict(KEY)
+        elif i % 20 == 19:  # the operations endpoints, odd methods and query strings
+            method = rng.choice(["GET", "GET", "GET", "POST", "HEAD", "DELETE"])
+            path = rng.choice(["/metrics", "/livez", "/readyz"]) + rng.choice(["", "?key=", "?key=%00", "?x=" + "9" * 300,
+                                                                         "/", "/..%2f", "?format=openmetrics"])
+            yield method, path, b"", {rng.choice(["Authorization", "X-Other"]): rng.choice(["Bearer", "Bearer x" * 50, ""])}
         else:  # query strings on the pages
             params = {k: rng.choice(["-1", "x", "99999999999999999999", "", "0", "1e9", "%00"])
                       for k in rng.sample(["start", "end", "qs", "qe", "ss", "se", "script"], rng.randint(1, 4))}
@@ -99,14 +114,24 @@ def requests(rng: random.Random):
 def test_1000_malformed_requests_get_no_5xx(artifacts_dir):
     server = shared_server("main")
     rng = random.Random(13)
-    statuses, by_path, server_errors = Counter(), Counter(), []
+    statuses, by_path, server_errors, bad_ids = Counter(), Counter(), [], []
     with httpx.Client(base_url=server.url, timeout=120) as http:
         for method, path, body, headers in requests(rng):
+            sent_id = None
+            if rng.random() < 0.33:
+                sent_id = rng.choice(ODD_IDS)
+                headers = {**headers, "X-Request-ID": sent_id}
             try:
                 r = http.request(method, path, content=body or None, headers=headers)
                 status = r.status_code
                 if r.headers.get("content-type", "").startswith("text/event-stream"):
                     r.read()  # a stream that started must also end cleanly
+                ids = [v for k, v in r.headers.raw if k.lower() == b"x-request-id"]
+                names = {k.lower() for k, _ in r.headers.raw}
+                if len(ids) != 1 or not CLEAN_ID.fullmatch(ids[0]) or b"set-cookie" in names:
+                    bad_ids.append((path[:40], sent_id[:40] if sent_id else None, ids[:2]))
+                elif sent_id is not None and CLEAN_ID.fullmatch(sent_id.strip()) and ids[0] != sent_id.strip():
+                    bad_ids.append((path[:40], sent_id[:40], ids[0][:40]))  # a valid id comes back as sent
             except httpx.HTTPError as exc:  # a dropped connection counts as a server error
                 status = f"{type(exc).__name__}"
             statuses[status] += 1
@@ -115,8 +140,10 @@ def test_1000_malformed_requests_get_no_5xx(artifacts_dir):
                 server_errors.append((method, path[:80], body[:120], status))
     (artifacts_dir / "fuzz.json").write_text(json.dumps(
         {"requests": sum(statuses.values()), "statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
-         "server_errors": len(server_errors), "server_error_samples": [repr(e)[:300] for e in server_errors[:10]]},
+         "server_errors": len(server_errors), "bad_request_ids": len(bad_ids), "server_error_samples": [repr(e)[:300] for e in server_errors[:10]]},
         indent=1) + "\n")
     assert sum(statuses.values()) == N
     assert not server_errors, server_errors[:10]
+    assert not bad_ids, bad_ids[:10]
+    assert statuses and any(p.startswith(("/metrics", "/livez", "/readyz")) for p, _ in by_path)
     assert "Traceback" not in server.log_path.read_text(errors="replace")
