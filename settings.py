@@ -95,6 +95,7 @@ class Settings:
     metrics_enabled: bool = True  # GET /metrics in Prometheus text format
     metrics_key: str = ""  # when set, /metrics needs it (Authorization: Bearer … or ?key=…)
     log_format: str = "text"  # "text" or "json" (one JSON object a line, for log shippers)
+    access_log: bool = True  # one line per request on the logger clusterqa.access
     log_questions: bool = False  # put question text in the access log (questions can be confidential)
     shutdown_grace_s: float = 20.0  # on SIGTERM: how long in-flight requests and streams may take to finish
 

@@ -3,6 +3,7 @@ or a soak: many clients for minutes, mixing /api/ask, its SSE stream and /v1/cha
 
     .venv/bin/python bench/server_bench.py [--requests 200] [--starts 2]
     .venv/bin/python bench/server_bench.py --soak [--minutes 10] [--clients 16]
+    .venv/bin/python bench/server_bench.py --overhead [--rounds 6]   # metrics + access log on vs off
 
 Runs the real `python app.py` on loopback (rate limit off, no keys), closed loop: each client
 sends its next request when the previous answer arrives. Cold start = process start until
@@ -244,6 +245,59 @@ def soak_main(args) -> None:
     print(f"written {out}")
 
 
+def overhead_main(args) -> None:
+    """Metrics and access logging on vs off (issue 29): two servers on one prebuilt index, the
+    same requests sent to each in alternating rounds (so a shared machine's load drifts alike
+    over both): GET /api/health (the server's own path, no engine) and POST /api/ask."""
+    home = Path(tempfile.mkdtemp(prefix="clusterqa-overhead-"))
+    corpus, index_dir = make_corpus(home, with_xss=False), home / "index"
+    config = dict(corpus=corpus, index_dir=index_dir, rate_limit_per_minute=0)
+    start_server("overhead-build", home=home / "build", **config).stop()  # builds the index once
+    servers = {"on": start_server("overhead-on", home=home / "on", **config),
+               "off": start_server("overhead-off", home=home / "off", metrics_enabled="false", access_log="false",
+                                   **config)}
+    qs = questions()
+    lat: dict = {(name, what): [] for name in servers for what in ("health", "ask")}
+    try:
+        for server in servers.values():
+            while not httpx.get(server.url + "/api/health").json().get("warm"):
+                time.sleep(0.2)
+            run_load(server.url, qs, 5, 1)
+        clients = {name: httpx.Client(base_url=s.url, timeout=60) for name, s in servers.items()}
+        for rnd in range(args.rounds):
+            order = list(servers) if rnd % 2 == 0 else list(reversed(list(servers)))
+            for name in order:
+                http = clients[name]
+                for _ in range(args.health_requests):
+                    t0 = time.perf_counter()
+                    http.get("/api/health").raise_for_status()
+                    lat[(name, "health")].append((time.perf_counter() - t0) * 1000)
+                for i in range(args.ask_requests):
+                    t0 = time.perf_counter()
+                    r = http.post("/api/ask", json={"question": qs[(rnd * args.ask_requests + i) % len(qs)]})
+                    r.raise_for_status()
+                    lat[(name, "ask")].append((time.perf_counter() - t0) * 1000 - r.json()["timings_ms"]["total"])
+    finally:
+        for server in servers.values():
+            server.stop()
+    summary = {f"{what}_{name}": {"n": len(v), "p50_ms": round(statistics.median(v), 3),
+                                  "p95_ms": round(percentile(v, 95), 3)}
+               for (name, what), v in lat.items()}
+    for what in ("health", "ask"):
+        summary[f"{what}_p50_difference_ms"] = round(summary[f"{what}_on"]["p50_ms"] - summary[f"{what}_off"]["p50_ms"], 3)
+    result = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                          "load_avg_1m": round(os.getloadavg()[0], 2)},
+              "what": "on = metrics_enabled + access_log (defaults); off = both false (request ids stay on). "
+                      "health: GET /api/health wall ms; ask: POST /api/ask wall ms minus the engine's timings_ms.total",
+              "rounds": args.rounds, **summary, "target_p50_difference_ms": 1.0}
+    out = Path(args.out or RESULTS.with_name("server_overhead.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+    print(f"written {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
@@ -254,9 +308,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="soak minutes before RSS and p95 are judged")
     parser.add_argument("--out", help="results file (default: build/bench/server_bench.json or server_soak.json, "
                                       "untracked; the kept ones are in bench/results)")
+    parser.add_argument("--overhead", action="store_true",
+                        help="metrics + access log on vs off, two servers, same run (writes server_overhead.json)")
+    parser.add_argument("--rounds", type=int, default=6, help="--overhead: alternating rounds")
+    parser.add_argument("--health-requests", type=int, default=200, help="--overhead: GET /api/health per round")
+    parser.add_argument("--ask-requests", type=int, default=10, help="--overhead: POST /api/ask per round")
     args = parser.parse_args()
     if args.soak:
         return soak_main(args)
+    if args.overhead:
+        return overhead_main(args)
 
     home = Path(tempfile.mkdtemp(prefix="clusterqa-bench-"))
     corpus, index_dir = make_corpus(home, with_xss=False), home / "index"

@@ -413,6 +413,7 @@ class RequestObserver:
     def __init__(self, inner, app, settings, metrics: Metrics | None):
         self.inner, self.app, self.settings, self.metrics = inner, app, settings, metrics
         self.log_questions = bool(settings.log_questions)
+        self.access_log = bool(getattr(settings, "access_log", True))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -459,6 +460,8 @@ class RequestObserver:
             method = "other"
         if self.metrics is not None:
             self.metrics.request(route, method, status, seconds, bool(info.get("rate_limited")))
+        if not self.access_log:
+            return
         fields = {"id": rid, "method": method, "route": route, "status": status,
                   "duration_ms": round(seconds * 1000, 2), "answered": info.get("answered"),
                   "kind": info.get("kind"), "mode": info.get("mode"), "language": info.get("language")}
