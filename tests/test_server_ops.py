@@ -112,6 +112,27 @@ def test_json_log_lines_carry_the_request_id():
         configure_logging(settings_mod.load_settings(env={}, log_format="xml"))
 
 
+def test_deploy_scrape_config_matches_the_compose_file():
+    """Not run here (no Docker engine): the configs are at least consistent with each other."""
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    compose = yaml.safe_load((deploy / "docker-compose.yml").read_text(encoding="utf-8"))
+    prom = yaml.safe_load((deploy / "prometheus.yml").read_text(encoding="utf-8"))
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "clusterqa")
+    assert job["metrics_path"] == "/metrics"
+    targets = {t for c in job["static_configs"] for t in c["targets"]}
+    replicas = {name for name, svc in compose["services"].items() if svc.get("image") == "clusterqa:latest"
+                and name != "indexer"}
+    assert targets == {f"{name}:{compose['services'][name]['environment']['CLUSTERQA_PORT']}" for name in replicas}
+    service = compose["services"]["prometheus"]
+    assert any(v.startswith("./prometheus.yml:") for v in service["volumes"])
+    for name in replicas:
+        grace = float(compose["services"][name]["environment"]["CLUSTERQA_SHUTDOWN_GRACE_S"])
+        assert int(compose["services"][name]["stop_grace_period"].rstrip("s")) > grace
+    assert "return 404" in (deploy / "nginx.conf").read_text()  # /metrics is not public
+
+
 # --- the real server ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
