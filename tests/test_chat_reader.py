@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chat.reader import READER_DIR, Reader, ReaderModelError, read_card
+from eval.shared_bench import SAMPLES
 from index.embedding import base_model_path
 
 pytestmark = pytest.mark.slow
@@ -173,7 +175,10 @@ def test_training_command_is_seeded_and_resumes(tmp_path):
     def run(out, work):
         cmd = [sys.executable, "-m", "eval.train_reader", "--max-steps", "3", "--limit-questions", "120",
                "--no-eval", "--threads", "1", "--out", str(out), "--work-dir", str(work)]
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        # a probe on the bundled samples of the training files (tests/data/bench): same code path,
+        # no need for the full files
+        env = {**os.environ, "CLUSTERQA_SHARED_BENCH": str(SAMPLES)}
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-2000:]
         return done
 

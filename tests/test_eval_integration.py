@@ -1,6 +1,6 @@
 """End-to-end eval runs with the real model, index and chat engine (slow).
 
-- a 20-question CMRC 2018 sample through `eval squad` (retrieval + answers), then its
+- a 20-question CMRC 2018 dev sample (tests/data/bench) through `eval squad` (retrieval + answers), then its
   Traditional conversion and a slice of the English file, retrieval-only;
 - `eval run --url` against a real server process agrees with the in-process run.
 """
@@ -18,12 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from eval.gate import default_cmrc
+from eval.shared_bench import SAMPLES
 from eval.squad import convert_file, load_squad, paragraph_of_doc
 from eval.squad_bench import run_squad
 
 REPO = Path(__file__).resolve().parent.parent
-CMRC = default_cmrc()
 ENGLISH = REPO / "bench" / "data" / "english_squad.json"
 
 pytestmark = pytest.mark.slow
@@ -41,23 +40,10 @@ def _check_ranks(out_dir: Path, squad, modes):
 
 
 @pytest.fixture(scope="module")
-def cmrc_sample(tmp_path_factory):
-    if not CMRC.is_file():
-        pytest.fail(f"CMRC 2018 dev not found at {CMRC} (set CLUSTERQA_CMRC)")
-    # A 20-question file of its own, so the Traditional conversion stays small.
-    squad = load_squad(CMRC)
-    from eval.squad import stratified_sample
-
-    picked = {q.id for q in stratified_sample(squad.questions, 20, seed=7)}
-    data = json.loads(CMRC.read_text(encoding="utf-8"))
-    for art in data["data"]:
-        for para in art["paragraphs"]:
-            para["qas"] = [qa for qa in para["qas"] if qa["id"] in picked]
-        art["paragraphs"] = [p for p in art["paragraphs"] if p["qas"]]
-    data["data"] = [a for a in data["data"] if a["paragraphs"]]
-    path = tmp_path_factory.mktemp("cmrc") / "cmrc20.json"
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    return path
+def cmrc_sample():
+    """20 CMRC 2018 dev questions (a stratified sample, seed 7) in a file of their own, so the
+    Traditional conversion stays small; bundled in tests/data/bench (CC BY-SA 4.0)."""
+    return SAMPLES / "cmrc2018_dev.json"
 
 
 def test_squad_cmrc_sample_end_to_end(cmrc_sample, test_settings, tmp_path):
