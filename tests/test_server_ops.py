@@ -84,6 +84,50 @@ def test_clean_request_id_and_label_words():
     assert llm_reason("HTTP 503") == "http_5xx" and llm_reason("connection failed") == "connection_failed"
 
 
+def test_answer_metrics_modes_fallback_and_llm_probe():
+    """The LLM outcomes, without an LLM: answers as the engine reports them, fed to the
+    observed engine of a service that has an LLM configured."""
+    import settings as settings_mod
+    from server.observability import Metrics, ObservedEngine
+    from server.service import Service
+
+    s = settings_mod.load_settings(env={}, llm_base_url="http://127.0.0.1:9/v1", llm_model="m")
+    service = Service(s)
+    service.metrics = metrics = Metrics(service, s)
+
+    class Answer:
+        def __init__(self, d):
+            self.d = d
+
+        def to_dict(self):
+            return self.d
+
+    base = {"answered": True, "language": "en", "timings_ms": {"retrieve": 5, "read": 20, "answer": 60, "total": 70}}
+    answers = iter([{**base, "mode": "llm", "kind": "factoid"},
+                    {**base, "mode": "extractive", "note": "The generative model was unavailable (timeout); this is "
+                                                          "the extractive answer."},
+                    {**base, "answered": False, "mode": "extractive", "language": "zh-Hant", "kind": "今天天气"}])
+
+    class Engine:
+        def ask(self, question, **kw):
+            return Answer(next(answers))
+
+    engine = ObservedEngine(Engine(), service)
+    for _ in range(3):
+        engine.ask("q")
+    metrics.llm_probe({"status": "down", "error": "connection failed"})
+    metrics.llm_probe({"status": "up"})
+    got = lambda name, **labels: metrics.registry.get_sample_value(name, labels) or 0.0
+    assert got("clusterqa_answers_total", kind="factoid", language="en", outcome="answered", mode="llm") == 1
+    assert got("clusterqa_answers_total", kind="unknown", language="en", outcome="answered", mode="fallback") == 1
+    assert got("clusterqa_answers_total", kind="other", language="zh-Hant", outcome="refused", mode="extractive") == 1
+    assert got("clusterqa_llm_errors_total", reason="timeout", source="answer") == 1
+    assert got("clusterqa_llm_errors_total", reason="connection_failed", source="probe") == 1
+    assert got("clusterqa_answer_stage_seconds_count", stage="generate") == 1
+    assert got("clusterqa_answer_stage_seconds_count", stage="compose") == 2
+    assert got("clusterqa_answer_stage_seconds_sum", stage="generate") == pytest.approx(0.040)
+
+
 def test_json_log_lines_carry_the_request_id():
     import io
     import logging
