@@ -90,12 +90,23 @@ def test_chinese_question_answer_cards_and_document_view(page, server, artifacts
 
     href = card.locator("a", has_text="Full document").get_attribute("href")
     assert href.startswith("doc/") and "#passage" in href
+    size = page.viewport_size
+    # a window shorter than the document, so the quote is below the fold unless the view scrolls to it
+    page.set_viewport_size({"width": size["width"], "height": 500})
     page.goto(server.url + "/" + href, wait_until="load")
     doc_mark = page.locator("#passage mark:not(.cqa-span)")
     assert doc_mark.inner_text() == quote
     if span and span["citation"] == 1:
         assert page.locator("#passage mark.cqa-span").inner_text() == span["text"]
-    assert page.evaluate("window.scrollY") > 0 or page.locator("#passage").is_visible()
+    # the view opens at the passage: the marked quote's box lies inside the viewport
+    # (getBoundingClientRect is relative to it), wherever in the document the passage is
+    view = page.evaluate("""() => { const r = document.querySelector('#passage mark:not(.cqa-span)')
+                                                      .getBoundingClientRect();
+                                    return {top: r.top, bottom: r.bottom, height: window.innerHeight,
+                                            quote_in_document: r.top + window.scrollY}; }""")
+    assert view["quote_in_document"] > view["height"], view  # the check below means something
+    assert 0 <= view["top"] < view["height"] and view["bottom"] > 0, view
+    page.set_viewport_size(size)
     shot(page, artifacts_dir, "doc-view")
 
 

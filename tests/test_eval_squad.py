@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -128,12 +129,16 @@ def test_write_corpus_and_doc_mapping(tmp_path):
 
 
 class _FakeIndex:
-    """Returns fixed hit lists: exercises the hit rule without a model."""
+    """Returns fixed hit lists: exercises the hit rule without a model. Each call takes
+    `delay_s`, so the measured latency is known."""
+
+    delay_s = 0.03
 
     def __init__(self, lists):
         self.lists = lists
 
     def retrieve_many(self, queries, top_k, mode):
+        time.sleep(self.delay_s)
         out = []
         for q in queries:
             hits = []
@@ -154,10 +159,13 @@ def test_hit_rule_needs_right_paragraph_and_answer(tmp_path):
         q_t1.question: [("a0p0.txt", "半导体丛集位于新竹，"), ("a0p1.txt", "台北"), ("a0p0.txt", "软体产业则在台北。")],
         q_t2.question: [("a0p0.txt", "无关")],
     })
-    recs, ms = retrieval_pass(idx, s.questions, "hybrid", top_k=10, progress=False)
+    recs, ms = retrieval_pass(idx, s.questions, "hybrid", top_k=10, batch_size=2, progress=False)
     assert [r["rank"] for r in recs] == [2, 3, None]
     assert recs[0]["mrr@10"] == 0.5 and recs[2]["hit@5"] == 0.0
-    assert recs[1]["retrieved"][0] == "a0p0.txt#0" and ms >= 0
+    assert recs[1]["retrieved"][0] == "a0p0.txt#0"
+    # milliseconds per question: two batches of 30 ms over three questions (not the total, 60,
+    # not per batch, 30, not seconds)
+    assert 20.0 <= ms < 30.0, ms
     # paragraph level ignores the answer: q_t1's first chunk is from its paragraph
     assert [r["paragraph_hit@1"] for r in recs] == [0.0, 1.0, 0.0]
     assert recs[0]["paragraph_mrr@10"] == 0.5
