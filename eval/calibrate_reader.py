@@ -1,4 +1,5 @@
-"""Fit the reader's answerability threshold and its re-ranking weight on the held-out split.
+"""Fit the reader's calibration on the held-out split: the answerability score's weights
+(index/fitted.py READER_TERMS) and bias, the answer threshold and the confident threshold.
 
     .venv/bin/python -m eval.calibrate_reader            # collect, fit, write index/fitted.json
     .venv/bin/python -m eval.calibrate_reader --records R.jsonl --dry-run   # keep what was read
@@ -204,7 +205,7 @@ def fit_confident(answerable: list[dict], unindexed: list[dict], score, threshol
 
 
 def main(argv=None) -> None:
-    from index.fitted import save_fitted
+    from index.fitted import record_dependencies, refitting, save_fitted
     from settings import apply_offline_defaults, load_settings
 
     ap = argparse.ArgumentParser(prog="python -m eval.calibrate_reader", description=__doc__.split("\n\n")[0])
@@ -214,10 +215,12 @@ def main(argv=None) -> None:
     ap.add_argument("--dry-run", action="store_true", help="fit and print, do not write index/fitted.json")
     args = ap.parse_args(argv)
     apply_offline_defaults()
+    settings = load_settings()
     if args.from_records:
         records = [json.loads(line) for line in args.from_records.read_text(encoding="utf-8").splitlines()]
     else:
-        records = collect(load_settings(), args.limit_per_file)
+        with refitting("reader"):  # the engine reads the old calibration while it is refitted
+            records = collect(settings, args.limit_per_file)
     if args.records and not args.from_records:
         args.records.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     fitted = fit(records)
@@ -233,6 +236,7 @@ def main(argv=None) -> None:
                                   f"{UNINDEXED_SHARE:.0%} of its articles left out of the index; "
                                   "single-language, cross-language and mixed-language corpora")
             f.reader.figures = fitted["figures"]
+            record_dependencies(f, "reader", settings)
 
         save_fitted(update)
 

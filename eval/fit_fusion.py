@@ -22,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from index.fitted import FusionParams
+
 from . import splits
 
+DEFAULT = FusionParams()  # the unfitted weights: ties go to the grid point nearest them
 DENSE_WEIGHTS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
 CROSS_WEIGHTS = (0.3, 0.5, 0.7, 0.9, 1.0, 1.2, 1.5, 2.0, 3.0)
 SQUAD_SAMPLE = 600
@@ -102,28 +105,31 @@ def fit(settings, progress: bool = True) -> dict:
             scores[(dw, cw)] = per
     # 1. dense_weight: the best same-language MRR (mean of zh>zh and en>en) without cross boost
     same = lambda k: (scores[k]["zh>zh"] + scores[k]["en>en"]) / 2  # noqa: E731
-    dw = max(DENSE_WEIGHTS, key=lambda d: (round(same((d, 1.0)), 4), -abs(d - 0.55)))
+    dw = max(DENSE_WEIGHTS, key=lambda d: (round(same((d, 1.0)), 4), -abs(d - DEFAULT.dense_weight)))
     # 2. cross_weight: the best en>zh that keeps each same-language MRR within SAME_LANGUAGE_SLACK
     floor = {g: scores[(dw, 1.0)][g] - SAME_LANGUAGE_SLACK for g in ("zh>zh", "en>en")}
     allowed = [c for c in CROSS_WEIGHTS if all(scores[(dw, c)][g] >= floor[g] for g in floor)]
-    best = (dw, max(allowed, key=lambda c: (round(scores[(dw, c)]["en>zh"], 4), -abs(c - 1.0))))
-    default = scores.get((0.55, 1.0))
+    best = (dw, max(allowed, key=lambda c: (round(scores[(dw, c)]["en>zh"], 4), -abs(c - DEFAULT.cross_weight))))
+    default = scores.get((DEFAULT.dense_weight, DEFAULT.cross_weight))
     return {"dense_weight": best[0], "cross_weight": best[1],
             "figures": {"mrr@10": {k: round(v, 4) for k, v in scores[best].items()},
                         "mrr@10_without_cross_boost": {k: round(v, 4) for k, v in scores[(best[0], 1.0)].items()},
-                        "mrr@10_at_0.55_1.0": {k: round(v, 4) for k, v in (default or {}).items()},
+                        f"mrr@10_at_{DEFAULT.dense_weight}_{DEFAULT.cross_weight}":
+                            {k: round(v, 4) for k, v in (default or {}).items()},
                         "questions": {k: len(v) for k, v in groups.items()}, "paragraphs": len(paragraphs)}}
 
 
 def main(argv=None) -> None:
-    from index.fitted import save_fitted
+    from index.fitted import record_dependencies, refitting, save_fitted
     from settings import apply_offline_defaults, load_settings
 
     ap = argparse.ArgumentParser(prog="python -m eval.fit_fusion", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args(argv)
     apply_offline_defaults()
-    fitted = fit(load_settings())
+    settings = load_settings()
+    with refitting("fusion"), refitting("reader"):  # the reader's calibration weighs the old fusion
+        fitted = fit(settings)
     print(json.dumps(fitted, indent=2, ensure_ascii=False))
     if not args.dry_run:
         def update(f):
@@ -132,6 +138,7 @@ def main(argv=None) -> None:
             f.fusion.fitted_on = ("train split of the training files (eval/splits.py): CMRC trial zh>zh, "
                                   "SQuAD part A en>en, XQuAD part A en>zh, one mixed corpus")
             f.fusion.figures = fitted["figures"]
+            record_dependencies(f, "fusion", settings)
 
         save_fitted(update)
 

@@ -311,11 +311,14 @@ def ingest_files(paths, settings, progress=None):
 
 
 def default_fusion(settings) -> Fusion:
-    from .fitted import load_fitted
+    """The fitted fusion; refused (FittedMismatchError) when it was fitted for another embedding
+    model, tokenizer or BM25 parameters than these."""
+    from .fitted import check_embedding, load_fitted
 
-    fitted = load_fitted().fusion
+    fitted = load_fitted()
+    check_embedding(fitted, settings)
     return Fusion(method=getattr(settings, "fusion", "weighted") or "weighted",
-                  dense_weight=fitted.dense_weight, cross_weight=fitted.cross_weight)
+                  dense_weight=fitted.fusion.dense_weight, cross_weight=fitted.fusion.cross_weight)
 
 
 def query_text(query: str) -> str:

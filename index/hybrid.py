@@ -8,6 +8,8 @@ import numpy as np
 
 from ingest.records import Chunk
 
+from .fitted import FusionParams
+
 MODES = ("hybrid", "dense", "bm25")
 
 
@@ -57,14 +59,15 @@ class Fusion:
     reverse); its few shared tokens (numbers, Latin names) are noise there. A candidate in
     the other language than the query is scored by its dense score alone, scaled by
     `cross_weight` so it competes with same-language candidates on one scale. The
-    weights are fitted on the training split (eval/fit_fusion.py, chat/fitted.json).
+    weights are fitted on the training split (eval/fit_fusion.py, index/fitted.json); the
+    defaults here are the unfitted ones of index/fitted.py FusionParams.
     """
 
     method: str = "weighted"
-    dense_weight: float = 0.55
+    dense_weight: float = FusionParams.dense_weight
     rrf_k: int = 60
     depth: int = 50  # candidates taken from each list
-    cross_weight: float = 1.0  # weight of dense score for other-language candidates
+    cross_weight: float = FusionParams.cross_weight  # weight of dense score for other-language candidates
 
     def __post_init__(self):
         if self.method not in ("weighted", "rrf"):

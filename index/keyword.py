@@ -15,15 +15,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .fitted import read_fitted
+
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at INFO
 
-# Low k1 and b, measured (bench/index_fusion.py, index/README.md): with CJK bigrams a
-# repeated name or phrase adds many matching tokens at once, so term frequency has to
-# saturate early (k1 0.3), and chunks are packed to a near-uniform length, so length
-# normalisation mostly punishes the chunks that carry a long answer (b 0.1). Against the
-# usual 1.5 / 0.75 this gave CMRC hybrid hit@1 +1.2 points, MRR +0.7.
-K1 = 0.3
-B = 0.1
+# k1 and b are fitted parameters: index/fitted.json ("bm25"; why they are low: index/fitted.py
+# BM25Params). Read once; the fusion and reader numbers fitted with them record them too.
+K1 = read_fitted().bm25.k1
+B = read_fitted().bm25.b
 
 
 class TermCounts(NamedTuple):

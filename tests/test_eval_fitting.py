@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from index.fitted import FITTED_VERSION, Fitted, load_fitted, save_fitted
+from index.fitted import (FITTED_PATH, FITTED_VERSION, Fitted, FittedMismatchError, check_embedding,
+                          embedding_fingerprint, load_fitted, save_fitted)
 from index.hybrid import Candidates, Fusion
 
 
@@ -45,6 +47,49 @@ def test_committed_fitted_file_says_what_it_was_fitted_on():
     for section in (fitted.fusion, fitted.reader):
         assert "training files" in section.fitted_on and section.figures
         assert "cmrc2018_dev" not in section.fitted_on and "dev.jsonl" not in section.fitted_on
+
+
+def test_committed_fitted_file_records_what_its_numbers_depend_on(test_settings):
+    fitted = load_fitted()  # refuses a mismatch: the committed file agrees with the code and weights
+    check_embedding(fitted, test_settings)
+    for section in (fitted.fusion, fitted.reader):
+        deps = section.depends_on
+        assert deps["embedding"] == embedding_fingerprint(test_settings)
+        assert deps["bm25"] == {"k1": fitted.bm25.k1, "b": fitted.bm25.b} and deps["tokenizer"]
+    assert len(fitted.reader.depends_on["reader_weights_sha256"]) == 64
+    from index.keyword import B, K1
+
+    assert (K1, B) == (fitted.bm25.k1, fitted.bm25.b)  # BM25 takes its parameters from the file
+
+
+def _changed_copy(tmp_path, change):
+    data = json.loads(FITTED_PATH.read_text(encoding="utf-8"))
+    change(data)
+    path = tmp_path / "fitted.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_fitted_numbers_are_refused_when_bm25_changed_with_the_command_to_refit(tmp_path):
+    path = _changed_copy(tmp_path, lambda d: d["bm25"].update(k1=1.2))
+    with pytest.raises(FittedMismatchError, match=r"fusion parameters were fitted for bm25.*python -m eval\.fit_fusion"):
+        load_fitted(path)
+
+
+def test_reader_calibration_is_refused_for_other_reader_weights(tmp_path):
+    path = _changed_copy(tmp_path, lambda d: d["reader"]["depends_on"].update(reader_weights_sha256="0" * 64))
+    with pytest.raises(FittedMismatchError, match=r"reader parameters .*python -m eval\.calibrate_reader") as err:
+        load_fitted(path)
+    assert "fusion parameters" not in str(err.value)  # the fusion does not depend on the reader
+
+
+def test_fitted_numbers_are_refused_for_another_embedding_model(tmp_path, test_settings):
+    model = tmp_path / "other-model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"other weights")
+    other = dataclasses.replace(test_settings, embed_model=str(model))
+    with pytest.raises(FittedMismatchError, match="embedding.*eval.fit_fusion"):
+        check_embedding(load_fitted(), other)
 
 
 def test_reader_calibration_learns_which_signal_marks_the_answer_and_keeps_the_answer_floor():
