@@ -1,6 +1,6 @@
 """Rewriting an elliptical follow-up into a self-contained question, by rules, before retrieval.
 
-Three rules, tried in order, each in Chinese and English (the history may mix both):
+Four rules, tried in order, each in Chinese and English (the history may mix both):
 
 1. ordinal   — "第三项是什么?" / "What is the third one?": the previous question plus
                "item k"; the answerer is told k so it picks the k-th item of a numbered list.
@@ -8,9 +8,10 @@ Three rules, tried in order, each in Chinese and English (the history may mix bo
                first named entity (place, organisation, person, acronym) replaced by the new one.
 3. pronoun   — "它们覆盖哪些领域?" / "And which fields do they focus on?": the pronoun is
                replaced by the subject (first entity, else first noun phrase) of the previous question.
+4. context   — "为什么?" / "How much?": a question too bare to stand alone gets the previous
+               question prepended.
 
-A question too bare to stand alone ("为什么?", "How much?") gets the previous question
-prepended. A question that matches none of these is left as it is. "Previous question"
+A question that matches none of these is left as it is. "Previous question"
 is the previous *resolved* user turn, so chains of follow-ups keep their subject.
 """
 
@@ -188,7 +189,7 @@ def _longest_noun_phrase(text: str) -> str:
     for word in _posseg().cut(text):
         nounish = word.flag.startswith("n") or word.flag in ("vn", "eng", "j")
         modifier = word.flag in ("a", "b", "an") and word.word not in ("多少",)
-        if nounish or (modifier and True):
+        if nounish or modifier:
             current.append((word.word, nounish))
         else:
             phrases.append(current)

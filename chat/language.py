@@ -45,13 +45,6 @@ def detect_chinese_script(text: str) -> str:
     return HANT if detect_script(text) == HANT else HANS
 
 
-def to_canonical(text: str) -> str:
-    """Simplified Chinese, the script the index and the documents' canonical text use."""
-    from ingest.script import to_simplified
-
-    return to_simplified(text)
-
-
 def render(text: str, language: str) -> str:
     """Text in the asker's script: Traditional for zh-Hant askers, unchanged otherwise."""
     if language != HANT or not text:

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from . import store
-from .corpus import (CorpusIndex, _configure_llama_index, _get_embedder, config_mismatches, embed_passages,
-                     ingest_files, load_state, new_manifest, scan_files, tokenize_chunks)
+from .corpus import (CorpusIndex, config_mismatches, configure_llama_index, embed_passages, ingest_files,
+                     load_state, new_manifest, scan_files, tokenize_chunks)
 from .errors import IndexError_
 from .text import TOKENIZER_VERSION, titled_text
 
@@ -33,7 +33,7 @@ def build_index(paths, settings, index_dir=None, progress=None, embedder=None) -
     if backend_of(settings) == "qdrant":
         from .qdrant_store import QdrantStore
 
-        embedder = embedder or _get_embedder(settings)
+        embedder = embedder or _embedder(settings)
         vectors = embed_passages(embedder, [titled_text(c) for c in result.chunks], progress)
         tokens = tokenize_chunks(result.chunks, progress)
         # a new collection, filled and then made live by one alias switch: serving never sees it half-built
@@ -59,7 +59,7 @@ def open_index(index_dir, settings, embedder=None) -> CorpusIndex:
     if version is None:
         raise IndexError_(f"no index in {index_dir} (build one with `python -m index build`)", str(index_dir))
     manifest = store.read_manifest(version)
-    embedder = embedder or _get_embedder(settings)
+    embedder = embedder or _embedder(settings)
     mismatches = config_mismatches(manifest, settings, embedder)
     if mismatches:
         raise IndexError_(
@@ -67,7 +67,7 @@ def open_index(index_dir, settings, embedder=None) -> CorpusIndex:
             "rebuild it with `python -m index build`",
             str(version / store.MANIFEST),
         )
-    _configure_llama_index(embedder)
+    configure_llama_index(embedder)
     state = load_state(version, manifest, settings, embedder)
     return CorpusIndex(settings, embedder, state, index_dir, manifest)
 
@@ -76,7 +76,7 @@ def _open_qdrant(index_dir: Path, settings, embedder=None) -> CorpusIndex:
     from .qdrant_store import QdrantStore
 
     qstore, manifest = QdrantStore.open(settings, index_dir)
-    embedder = embedder or _get_embedder(settings)
+    embedder = embedder or _embedder(settings)
     mismatches = config_mismatches(manifest, settings, embedder)
     if manifest.get("tokenizer") != TOKENIZER_VERSION:  # its sparse vectors hold the old tokens: rebuild
         mismatches.append(f"tokenizer: index has {manifest.get('tokenizer')!r}, configuration wants {TOKENIZER_VERSION!r}")
@@ -84,20 +84,27 @@ def _open_qdrant(index_dir: Path, settings, embedder=None) -> CorpusIndex:
         raise IndexError_(
             f"Qdrant collection {settings.qdrant_collection!r} was built with a different configuration "
             f"({'; '.join(mismatches)}); rebuild it with `python -m index build`", qstore.location)
-    _configure_llama_index(embedder)
+    configure_llama_index(embedder)
     return CorpusIndex(settings, embedder, qstore, index_dir, manifest)
 
 
-def load_or_build(settings, progress=None) -> CorpusIndex:
+def _embedder(settings):
+    from .embedding import get_embedder  # lazily: `import index` stays cheap
+
+    return get_embedder(settings)
+
+
+def load_or_build(settings, progress=None, embedder=None) -> CorpusIndex:
     """The index of settings.corpus_dir in settings.index_dir, built or brought up to date as needed.
 
     Missing, damaged or differently-configured index -> full rebuild (with a warning
     saying why). Same configuration but changed corpus files (compared by path relative
     to the corpus root and sha256) -> only those files are re-indexed, deleted ones
     removed. Files added from outside the corpus (absolute keys) are left alone.
+    `embedder`: the model to use instead of settings' (shared process-wide by default).
     """
     index_dir, corpus_dir = Path(settings.index_dir), Path(settings.corpus_dir)
-    embedder = _get_embedder(settings)
+    embedder = embedder or _embedder(settings)
     try:
         index = open_index(index_dir, settings, embedder=embedder)
     except IndexError_ as exc:

@@ -76,7 +76,10 @@ class CorpusIndex:
     def from_documents(cls, documents: list[Document], chunks: list[Chunk], settings, embedder=None,
                        files: dict | None = None, progress=None) -> "CorpusIndex":
         """An in-memory (FAISS) index of these documents and their chunks (call save() to persist)."""
-        embedder = embedder or _get_embedder(settings)
+        if embedder is None:
+            from .embedding import get_embedder
+
+            embedder = get_embedder(settings)
         vectors = embed_passages(embedder, [titled_text(c) for c in chunks], progress)
         tokens = tokenize_chunks(chunks, progress)
         store = FaissStore.build(documents, chunks, tokens, vectors, files, embedder.dim, settings.ann_threshold,
@@ -328,30 +331,29 @@ def query_text(query: str) -> str:
     return to_simplified(query.strip())
 
 
-def _get_embedder(settings):
-    from .embedding import get_embedder
-
-    return get_embedder(settings)
+_llama_view = None  # llama-index's view of the embedder last configured
 
 
-def _configure_llama_index(embedder):
-    """Point llama-index at our model and never let it fall back to its OpenAI defaults."""
-    from llama_index.core import Settings as LlamaSettings
+def configure_llama_index(embedder):
+    """llama-index's view of our model (what embed_passages embeds through); llama-index's
+    global Settings point at it and at MockLLM, so nothing in llama-index ever falls back to
+    its OpenAI defaults. Set again only when the embedder changes."""
+    global _llama_view
+    if _llama_view is None or _llama_view.embedder is not embedder:
+        from llama_index.core import Settings as LlamaSettings
 
-    from .embedding import LlamaIndexEmbedding
+        from .embedding import LlamaIndexEmbedding
 
-    current = LlamaSettings._embed_model  # the private slot: the public getter would resolve a default
-    if not (isinstance(current, LlamaIndexEmbedding) and current.embedder is embedder):
-        LlamaSettings.embed_model = LlamaIndexEmbedding(embedder)
-    if LlamaSettings._llm is None:
+        _llama_view = LlamaIndexEmbedding(embedder)
+        LlamaSettings.embed_model = _llama_view
         with contextlib.redirect_stdout(io.StringIO()):  # it prints a notice; keep stdout clean for --json
             LlamaSettings.llm = None  # MockLLM: the index never generates text
-    return LlamaSettings.embed_model
+    return _llama_view
 
 
 def embed_passages(embedder, texts: list[str], progress=None) -> np.ndarray:
     """Passage vectors through llama-index's embedding interface (passage prompt applied there)."""
-    embed_model = _configure_llama_index(embedder)
+    embed_model = configure_llama_index(embedder)
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
     # Batches of similar length: a batch is padded to its longest text, and in corpus order
     # short and long chunks mix (sorting made the build 20-25 % faster on CMRC chunks).
@@ -402,10 +404,6 @@ def config_mismatches(manifest: dict, settings, embedder) -> list[str]:
     }
     return [f"{k}: index has {have!r}, configuration wants {want!r}"
             for k, (want, have) in wanted.items() if want != have]
-
-
-def save_state(index_dir: Path, state: FaissStore, manifest: dict) -> dict:
-    return state.save(index_dir, manifest)
 
 
 def load_state(version: Path, manifest: dict, settings, embedder) -> FaissStore:

@@ -32,10 +32,6 @@ def to_traditional(text: str) -> str:
     return _converter("s2tw").convert(text) if text else text
 
 
-def has_chinese(text: str, min_chars: int = 1) -> bool:
-    return len(HAN.findall(text)) >= min_chars
-
-
 def detect_script(text: str) -> str:
     """"zh-Hans", "zh-Hant" or "en" for a question or passage.
 

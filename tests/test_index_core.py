@@ -271,16 +271,10 @@ def test_load_or_build_follows_corpus_changes(small):
 
     settings, index = small
     counting = CountingEmbedder(index.embedder)
-    import index.build as build_mod
 
     (settings.corpus_dir / "zh/owl.txt").unlink()
     (settings.corpus_dir / "en/new.txt").write_text("title: Hubs\n\nRegional tech hubs receive grants.", encoding="utf-8")
-    original = build_mod._get_embedder
-    build_mod._get_embedder = lambda s: counting
-    try:
-        synced = load_or_build(settings)
-    finally:
-        build_mod._get_embedder = original
+    synced = load_or_build(settings, embedder=counting)
     ids = {d.doc_id for d in synced.documents()}
     assert ids == {"zh/yongin.txt", "zh/hamburg.txt", "en/chips.txt", "en/new.txt"}
     assert counting.passages == len(synced.chunks_of("en/new.txt")) == 1
