@@ -118,17 +118,20 @@ def _chart_by_kind(summary: dict, path: Path) -> bool:
 
 def write_report(out_dir, summary: dict, results: list[dict], title: str = "ClusterQA evaluation",
                  worst: int = 10) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     out_dir = Path(out_dir)
     charts = []
-    if _chart_hits_by_language(summary, out_dir / "hits_by_language.png"):
-        charts.append(("Hits by language", "hits_by_language.png"))
-    if _chart_by_kind(summary, out_dir / "quality_by_kind.png"):
-        charts.append(("Quality by kind", "quality_by_kind.png"))
-    if _chart_latency(results, summary, out_dir / "latency_hist.png"):
-        charts.append(("Latency", "latency_hist.png"))
+    try:
+        import matplotlib
+    except ImportError:  # charts need the eval extra (pip install 'clusterqa[eval]'); the tables do not
+        matplotlib = None
+    if matplotlib is not None:
+        matplotlib.use("Agg")
+        for name, file, draw in (("Hits by language", "hits_by_language.png",
+                                  lambda p: _chart_hits_by_language(summary, p)),
+                                 ("Quality by kind", "quality_by_kind.png", lambda p: _chart_by_kind(summary, p)),
+                                 ("Latency", "latency_hist.png", lambda p: _chart_latency(results, summary, p))):
+            if draw(out_dir / file):
+                charts.append((name, file))
 
     cfg = summary.get("config") or {}
     md = [f"# {title}", "", "Configuration: " + ", ".join(f"`{k}={v}`" for k, v in cfg.items()), ""]

@@ -116,7 +116,11 @@ def date_num(date: str, high: bool = False) -> int | None:
 def connect(settings, index_dir=None):
     """(client, location): one client per server URL or local folder for the process
     (local mode locks its folder; the server client pools its connections)."""
-    from qdrant_client import QdrantClient
+    try:
+        from qdrant_client import QdrantClient
+    except ImportError as exc:  # an optional dependency: the server alone runs on FAISS
+        raise IndexError_("index_backend = qdrant needs qdrant-client: install the qdrant extra "
+                          "(pip install 'clusterqa[qdrant]', or bash .ci/install --test)") from exc
 
     url = (getattr(settings, "qdrant_url", "") or "").strip()
     if url:
