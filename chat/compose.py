@@ -153,8 +153,9 @@ def make_citation(hit, n: int, quote_start: int, quote_end: int, language: str) 
     """A citation of hit.chunk quoting chunk.text[quote_start:quote_end], in the asker's script."""
     chunk = hit.chunk
     text, quote = render_quote(chunk.text, quote_start, quote_end, language)
+    title = render(chunk.title, language) if language == HANT else chunk.title  # titles in the asker's script
     return Citation(
-        n=n, doc_id=chunk.doc_id, title=chunk.title, source=chunk.source, date=chunk.date,
+        n=n, doc_id=chunk.doc_id, title=title, source=chunk.source, date=chunk.date,
         chunk_id=chunk.chunk_id, text=text, quote=quote, start=chunk.start, end=chunk.end,
         score=float(hit.score),
     )

@@ -1,11 +1,20 @@
 """ChatEngine: question (+ history) → Answer. Read top to bottom, this is the answer path.
 
-    validate → detect language → resolve a follow-up from the history → retrieve (hybrid,
-    language-aware fusion) → a metadata question? answer from the document's metadata →
-    the reader reads the top passages (span, span score, answerability) → order passages by
-    the reader → answerable iff the best passage's answerability ≥ the fitted threshold →
-    compose: the span first, the sentences around it (the whole list for list questions),
-    or an LLM's answer when one is configured → render in the asker's script → Answer
+    validate → detect language → resolve a follow-up from the history → route the question
+    to its kind (chat/kinds.py) → chit-chat: say what ClusterQA answers → retrieve (hybrid,
+    language-aware fusion) → the kind's strategy (chat/strategies/):
+      metadata  the document's date / publisher / title (who published *the report* is
+                asked of the text first)
+      overview  2-5 central sentences of the document, or each document's best sentence on X
+      compare   one factoid answer per compared entity
+      factoid / list
+                the reader reads the top passages (span, span score, answerability) → order
+                them by the calibrated score → the first whose span passes the refusal
+                checks (chat/refusal.py: answerability, support for the question's terms,
+                topicality, answer type) answers, else refuse and say why → compose: the
+                span and the sentences around it, the whole list, or both values when two
+                documents disagree; or an LLM's answer when one is configured
+    → render in the asker's script → Answer (with `kind` and the evidence of the decision)
 """
 
 from __future__ import annotations
@@ -18,15 +27,15 @@ from dataclasses import dataclass
 from index.fitted import load_fitted
 from index.text import query_language
 
-from .compose import (Composed, compose_list, compose_metadata, compose_span, make_citation,
-                      nearest_citations)
-from .followup import Resolution, ordinal_of, resolve_followup
+from . import refusal
+from .compose import Composed, make_citation, nearest_citations
+from .followup import Resolution, resolve_followup
+from .kinds import route
 from .language import message, render
-from .lists import is_list_question, item_at, list_block
 from .llm import CANNOT_FIND, LLMAnswerer, LLMError, validate_citations
-from .metadata import fact_of, metadata_field, subject_terms
 from .reader import SpanPrediction, get_reader
 from .records import Answer
+from .strategies import compare, factoid, metadata, overview
 from .validation import validate_history, validate_question, validate_top_k
 
 
@@ -65,7 +74,8 @@ class ChatEngine:
 
             reader = get_reader(base_model_path(settings))
         self.reader = reader
-        self.params = load_fitted().reader  # answerability threshold, re-ranking weight
+        self.params = load_fitted().reader  # the calibrated answerability score and its thresholds
+        self.refusal = refusal.load_params()  # the refusal checks' thresholds (chat/refusal.json)
         if llm is None and settings.llm_enabled:
             llm = LLMAnswerer(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)
         self.llm = llm
@@ -73,12 +83,13 @@ class ChatEngine:
 
     def warm_up(self) -> None:
         """Load what answering loads lazily (jieba, OpenCC, the POS tagger, the reader's kernels)."""
-        from .followup import _posseg
+        from . import followup
 
         from index.text import tokenize
 
         tokenize("集群 cluster 半導體")
-        _posseg().lcut("沙特")
+        followup.warm_up()
+        refusal.warm_up()
         self.reader.read("集群是什么？", ["先进制造业集群是产业分工深化和集聚发展的高级形式。"])
 
     def prime_questions(self, questions: list[str]) -> None:
@@ -134,38 +145,64 @@ class ChatEngine:
         resolution = self._resolve(query, history)
         if resolution.changed:
             yield {"type": "status", "text": f"resolved: {resolution.question}"}
+        routed = route(resolution.question)
         answer = Answer(question=question, answer="", answered=False, language=language, mode="extractive",
-                        resolved_question=resolution.question if resolution.changed else None)
+                        kind=routed.kind, resolved_question=resolution.question if resolution.changed else None)
+        evidence: dict = {"kind": routed.kind}
+        readings: list[Reading] = []
+        hits: list = []
+        t0 = t1 = t2 = time.perf_counter()
 
-        yield {"type": "status", "text": "retrieving"}
-        t0 = time.perf_counter()
-        hits, n_read = self._retrieve(resolution.question, top_k)
-        t1 = time.perf_counter()
-
-        field = metadata_field(resolution.question)
-        metadata_answered = field is not None and self._metadata_answer(answer, field, resolution.question, language)
-        if metadata_answered:
-            readings = []
+        if routed.kind == "chitchat":  # no document is asked about: say what ClusterQA answers
+            answer.answer = message("chitchat", language)
+            evidence["reason"] = "chit-chat"
         else:
-            yield {"type": "status", "text": "reading"}
-            readings = self._read(resolution.question, hits, n_read)
-            hits = [r.hit for r in readings]
-        t2 = time.perf_counter()
-
-        if readings and self.llm is not None:
-            yield {"type": "status", "text": "generating"}
-            answer.mode = "llm"
-            try:
-                yield from self._llm_answer(answer, resolution.question, hits, language)
-            except LLMError as exc:
-                answer.mode = "extractive"
-                answer.note = message("llm_fallback", language, reason=str(exc))
-                self._extractive_answer(answer, resolution, readings, language)
-        else:
-            if readings:
-                self._extractive_answer(answer, resolution, readings, language)
-            elif not metadata_answered:  # an empty index: nothing to read
+            yield {"type": "status", "text": "retrieving"}
+            hits, n_read = self._retrieve(resolution.question, top_k)
+            t1 = time.perf_counter()
+            composed = None
+            if routed.kind == "metadata" and not metadata.text_first(routed.metadata_field, resolution.question):
+                composed = metadata.answer(self.index, routed.metadata_field, resolution.question, language)
+            elif routed.kind == "overview":
+                composed = overview.answer(self.index, resolution.question, routed.topic, language, routed.conclusion)
+            elif routed.kind == "compare":
+                composed, evidence["entities"] = compare.answer(
+                    resolution.question, routed.entities, self._decide_alone, language)
+            if composed is not None:
+                self._set(answer, composed)
+                evidence["reason"] = refusal.ANSWERED
+            elif not hits:  # an empty index: nothing to read
                 answer.answer = message("not_found", language)
+                evidence["reason"] = refusal.NOTHING_READ
+            else:
+                yield {"type": "status", "text": "reading"}
+                decision, readings = self._decide(resolution.question, hits, n_read)
+                hits = [r.hit for r in readings]
+                if decision.chosen is None and routed.kind == "metadata":  # the report's publisher, not in the text
+                    composed = metadata.answer(self.index, routed.metadata_field, resolution.question, language)
+                    if composed is not None:
+                        self._set(answer, composed)
+                        decision.reason = refusal.ANSWERED
+                evidence["reason"] = decision.reason
+                evidence["checks"] = [{"chunk_id": r.hit.chunk.chunk_id, **c.to_dict()} for r, c in decision.checks[:5]]
+                if decision.conflict is not None:
+                    evidence["conflict"] = decision.conflict.hit.chunk.chunk_id
+                # an LLM decides for itself whether the passages answer, unless no passage is
+                # about the question at all
+                if self.llm is not None and not answer.answered \
+                        and decision.reason not in (refusal.NO_SUPPORT, refusal.OFF_TOPIC):
+                    yield {"type": "status", "text": "generating"}
+                    answer.mode = "llm"
+                    try:
+                        yield from self._llm_answer(answer, resolution.question, hits, language)
+                    except LLMError as exc:
+                        answer.mode = "extractive"
+                        answer.note = message("llm_fallback", language, reason=str(exc))
+                        self._extractive_answer(answer, decision, resolution, readings, language)
+                elif not answer.answered:
+                    self._extractive_answer(answer, decision, resolution, readings, language)
+            t2 = time.perf_counter()
+        if answer.mode != "llm":
             for line in answer.answer.splitlines(keepends=True):
                 yield {"type": "token", "text": line}
 
@@ -173,9 +210,26 @@ class ChatEngine:
         answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "read": (t2 - t1) * 1000,
                              "answer": (t3 - t1) * 1000, "total": (t3 - started) * 1000}
         answer.ranked = [r.hit.chunk for r in readings] or [h.chunk for h in hits]
-        answer.evidence = {"readings": [r.to_dict() for r in readings[:5]],
+        answer.evidence = {**evidence, "readings": [r.to_dict() for r in readings[:5]],
                            "threshold": self.params.answer_threshold}
         yield {"type": "answer", "answer": answer.to_dict(), "_answer": answer}
+
+    def _decide(self, question: str, hits: list, n_read: int) -> tuple["factoid.Decision", list[Reading]]:
+        """Read and decide (chat/strategies/factoid.py). When the top passage was confident
+        enough to be read alone but fails the refusal checks, the others are read too."""
+        readings = self._read(question, hits, n_read)
+        decide = lambda rs: factoid.decide(question, rs, query_language(question),  # noqa: E731
+                                           self.params.answer_threshold, self.refusal)
+        decision = decide(readings)
+        if decision.chosen is None and any(r.prediction is None for r in readings[:n_read]):
+            readings = self._read(question, hits, n_read, early_exit=False)
+            decision = decide(readings)
+        return decision, readings
+
+    def _decide_alone(self, question: str) -> "factoid.Decision":
+        """Retrieve, read and decide one factoid question (a comparison's part)."""
+        hits, n = self._retrieve(question, self.settings.top_k)
+        return self._decide(question, hits, n)[0]
 
     def _retrieve(self, question: str, top_k: int) -> tuple[list, int]:
         """Hybrid retrieval (language-aware fusion in index): the hits and how many of them
@@ -244,73 +298,15 @@ class ChatEngine:
             return rules
         return Resolution(condensed, "llm", rules.ordinal)
 
-    def _metadata_answer(self, answer: Answer, field: str, question: str, language: str) -> bool:
-        """Date / publisher / title of the document the question is about: the one its
-        remaining words retrieve, else the corpus's main article (the most passages)."""
-        subject = subject_terms(question)
-        doc = None
-        if len(re.sub(r"\W", "", subject)) >= 2:
-            found = self.index.retrieve(subject, top_k=1)
-            doc = self.index.get_document(found[0].chunk.doc_id) if found else None
-        if doc is None:
-            docs = self.index.documents()
-            if not docs:
-                return False
-            doc = max(docs, key=lambda d: (d.path.startswith("seed") or "/seed/" in d.path,
-                                           len(self.index.chunks_of(d.doc_id))))
-        fact = fact_of(doc, field)
-        chunks = self.index.chunks_of(doc.doc_id)
-        if fact is None or not chunks:
-            return False
-        from index.hybrid import Hit
-
-        value = fact.value if language == "en" else render(fact.value, language)
-        composed = compose_metadata(Hit(chunks[0], 1.0, None, None, None, None), field, value, language)
-        self._set(answer, composed)
-        return True
-
-    def _extractive_answer(self, answer: Answer, resolution: Resolution, readings: list[Reading],
+    def _extractive_answer(self, answer: Answer, decision, resolution: Resolution, readings: list[Reading],
                            language: str) -> None:
-        best = readings[0]
-        if best.prediction is None or best.rank_score < self.params.answer_threshold \
-                or best.prediction.end <= best.prediction.start:
-            answer.answer = message("not_found", language)
+        if decision.chosen is None:
+            answer.answer = message("not_found", language) + "\n" + message(refusal.WHY[decision.reason], language)
             answer.citations = nearest_citations([r.hit for r in readings], language)
             answer.answered = False
             return
-        pred = best.prediction
-        # "第四项建议是什么?" asks for a list item even without a history
-        ordinal = resolution.ordinal if resolution.ordinal is not None else ordinal_of(resolution.question)
-        if ordinal is not None or is_list_question(resolution.question):
-            composed = self._list_answer(best.hit, pred, ordinal, language)
-            if composed is not None:
-                self._set(answer, composed)
-                return
-        self._set(answer, compose_span(best.hit, pred.start, pred.end, language))
-
-    def _list_answer(self, hit, pred: SpanPrediction, ordinal: int | None, language: str) -> Composed | None:
-        """The whole list (or its ordinal-th item) the span sits in, from the document's text."""
-        doc = self.index.get_document(hit.chunk.doc_id)
-        if doc is None:
-            return None
-        pos = hit.chunk.start + pred.start
-        items = list_block(doc.text, pos)
-        if not items:
-            return None
-        holding = next((it for it in items if it.start <= pos <= it.end), None)
-        if holding is not None and (pred.end - pred.start) < 0.5 * (holding.end - holding.start):
-            return None  # a detail inside one item ("新加坡聚焦哪些领域"), not the list itself
-        located = [_locate(self.index.chunks_of(doc.doc_id), hit, it.start, it.end) for it in items]
-        located = [x for x in located if x is not None]
-        if len(located) < 2:
-            return None
-        if ordinal is not None:
-            item = item_at(items, ordinal)
-            if item is None:
-                return None
-            chosen = _locate(self.index.chunks_of(doc.doc_id), hit, item.start, item.end)
-            return compose_list(located, language, ordinal_item=chosen) if chosen else None
-        return compose_list(located, language)
+        self._set(answer, factoid.compose_answer(self.index, decision, resolution, language,
+                                                 query_language(resolution.question), resolution.question))
 
     @staticmethod
     def _set(answer: Answer, composed: Composed) -> None:
@@ -343,19 +339,6 @@ class ChatEngine:
                 _llm_citation(hits[n - 1], i, check.text, language) for i, n in enumerate(check.used, start=1)
             ]
         answer.note = " ".join(notes) or None
-
-
-def _locate(chunks: list, hit, start: int, end: int):
-    """(hit, start, end) of the document range [start, end) inside one chunk: the read
-    passage when it holds it, else the first chunk of the document that does."""
-    from index.hybrid import Hit
-
-    if hit.chunk.start <= start and end <= hit.chunk.end:
-        return hit, start - hit.chunk.start, end - hit.chunk.start
-    for c in chunks:
-        if c.start <= start and end <= c.end:
-            return Hit(c, 0.0, None, None, None, None), start - c.start, end - c.start
-    return None
 
 
 def _llm_citation(hit, n: int, answer_text: str, language: str):

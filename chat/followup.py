@@ -70,6 +70,11 @@ def _posseg():
     return jieba.posseg
 
 
+def warm_up() -> None:
+    """Load jieba's part-of-speech tagger before the first follow-up needs it."""
+    _posseg().lcut("沙特")
+
+
 def resolve_followup(question: str, history: list[dict]) -> Resolution:
     """Resolve `question` against the user turns in `history` (oldest first)."""
     previous = None

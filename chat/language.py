@@ -98,10 +98,79 @@ _MESSAGES = {
         HANT: "《{title}》的發布者/來源是{value}。",
         EN: "“{title}” was published by (source): {value}.",
     },
+    "metadata_source": {
+        HANS: "《{title}》的来源网址是 {value}",
+        HANT: "《{title}》的來源網址是 {value}",
+        EN: "The source of “{title}” is {value}",
+    },
     "metadata_title": {
         HANS: "这篇文档的标题是《{title}》。",
         HANT: "這篇文件的標題是《{title}》。",
         EN: "The document's title is “{title}”.",
+    },
+    "chitchat": {
+        HANS: "你好！我是 ClusterQA，只回答关于所收录文档（全球先进制造业集群发展趋势及相关报道）的问题，并给出引用。"
+              "例如：“报告提炼了哪五大关键词？”",
+        HANT: "你好！我是 ClusterQA，只回答關於所收錄文件（全球先進製造業集群發展趨勢及相關報導）的問題，並給出引用。"
+              "例如：「報告提煉了哪五大關鍵詞？」",
+        EN: "Hello! I am ClusterQA: I answer questions about the indexed documents (global advanced-manufacturing "
+            "cluster trends and related reports), with citations. For example: “What are the five keywords of the report?”",
+    },
+    # why a question was refused (chat/refusal.py), after the not_found message
+    "why_low_answerability": {
+        HANS: "最接近的段落都不足以回答这个问题。",
+        HANT: "最接近的段落都不足以回答這個問題。",
+        EN: "None of the closest passages answers it.",
+    },
+    "why_no_support": {
+        HANS: "没有段落包含问题中的关键词。",
+        HANT: "沒有段落包含問題中的關鍵詞。",
+        EN: "No passage holds the question's key terms.",
+    },
+    "why_off_topic": {
+        HANS: "文档中没有与这个问题相关的内容。",
+        HANT: "文件中沒有與這個問題相關的內容。",
+        EN: "Nothing in the documents is about this question.",
+    },
+    "why_wrong_type": {
+        HANS: "最接近的段落没有给出所问类型的答案（例如问的是金额，段落里只有数量）。",
+        HANT: "最接近的段落沒有給出所問類型的答案（例如問的是金額，段落裡只有數量）。",
+        EN: "The closest passages give no value of the kind asked (e.g. an amount of money where only a count is given).",
+    },
+    "conflict_intro": {
+        HANS: "不同文档给出的数字不一致：",
+        HANT: "不同文件給出的數字不一致：",
+        EN: "The documents give different values:",
+    },
+    "conflict_source": {
+        HANS: "《{title}》称{value}：{quote}[{n}]",
+        HANT: "《{title}》稱{value}：{quote}[{n}]",
+        EN: "“{title}” gives {value}: {quote} [{n}]",
+    },
+    "overview_intro": {
+        HANS: "《{title}》的主要内容：",
+        HANT: "《{title}》的主要內容：",
+        EN: "The main points of “{title}” (quoted from the source, untranslated where it is Chinese):",
+    },
+    "topic_intro": {
+        HANS: "各文档关于“{topic}”的说法：",
+        HANT: "各文件關於「{topic}」的說法：",
+        EN: "What the documents say about “{topic}” (Chinese passages quoted untranslated):",
+    },
+    "compare_intro": {
+        HANS: "分别来看：",
+        HANT: "分別來看：",
+        EN: "One by one (Chinese passages quoted untranslated):",
+    },
+    "compare_missing": {
+        HANS: "{entity}：文档中没有找到。",
+        HANT: "{entity}：文件中沒有找到。",
+        EN: "{entity}: not found in the documents.",
+    },
+    "compare_line": {
+        HANS: "{entity}：{text}[{n}]",
+        HANT: "{entity}：{text}[{n}]",
+        EN: "{entity}: {text} [{n}]",
     },
     "not_found": {
         HANS: "抱歉，文档中没有找到这个问题的答案。下面列出的是最接近的段落，仅供参考。",

@@ -24,10 +24,14 @@ _FIELDS = {
         rf"{_DOC_ZH}.{{0,12}}(?:发布|发表|刊登|刊发|出版)(?:于|的)?(?:哪天|哪一天|什么时候|何时|日期|时间|几号|哪年)",
         rf"{_DOC_ZH}.{{0,6}}的?(?:发布|发表|出版)(?:日期|时间)",
         rf"\bwhen\s+(?:was|were|did)\s+{_DOC_EN}\b.*\b(?:published|released|posted|written|issued|come out)",
-        rf"\b(?:publication|release|publishing)\s+date\b",
+        r"\b(?:publication|release|publishing)\s+date\b",
         rf"\bwhat\s+(?:date|day|year)\s+(?:was|is)\s+{_DOC_EN}\b",
     ],
     "publisher": [
+        rf"{_DOC_ZH}.{{0,12}}(?:来自|出自|转载自|发布在|刊登在|发表在|从)(?:哪个|什么)(?:网站|网页|平台)",
+        rf"{_DOC_ZH}.{{0,12}}(?:哪个|什么)(?:网站|网页|平台)(?:发|登|来|转载)",
+        r"\bwhich\s+(?:website|site)\b.{0,60}\b(?:article|report|document|page|story|piece|item|post)\b",
+        r"\b(?:article|report|document|page|story|piece|item|post)\b.{0,60}\b(?:on|from)\s+which\s+(?:website|site)\b",
         rf"{_DOC_ZH}.{{0,12}}(?:谁|哪个机构|哪家|哪个单位|哪个网站|什么机构|什么网站)\S{{0,4}}(?:发布|发表|刊登|出版|出品|撰写|写)",
         rf"(?:谁|哪个机构|哪家|哪个单位|哪个网站|什么机构|什么网站)(?:发布|发表|刊登|出版|撰写)了?{_DOC_ZH}",
         rf"{_DOC_ZH}.{{0,8}}的?(?:来源|出处|发布者|发布方|发布机构|出版方|作者|媒体)",
@@ -37,7 +41,15 @@ _FIELDS = {
         rf"\b(?:publisher|source)\s+of\s+{_DOC_EN}",
         rf"\bwhere\s+(?:was|is|does)\s+{_DOC_EN}\s+(?:published|from|come from)",
     ],
+    "source": [
+        rf"{_DOC_ZH}.{{0,12}}的?(?:网址|链接|原文链接|url|URL|出处网址)",
+        r"\b(?:source\s+)?(?:url|link|web\s*address)\b.{0,60}\b(?:article|report|document|page|story|piece|item|post)\b",
+        r"\b(?:article|report|document|page|story|piece|item|post)\b.{0,60}\b(?:url|link|web\s*address)\b",
+    ],
     "title": [
+        r"\b(?:full\s+)?(?:title|headline)\s+of\s+(?:the|this|that)\b.{0,60}\b(?:article|report|document|page|story|piece|item|post)\b",
+        r"\bwhat\s+is\s+(?:the|this|that)\b.{0,60}\b(?:article|report|document|page|story|piece|item|post)\s+(?:called|titled)\b",
+        rf"{_DOC_ZH}.{{0,12}}的?(?:标题|题目|全称)",
         rf"{_DOC_ZH}.{{0,6}}的?(?:标题|题目|名称|名字)",
         rf"{_DOC_ZH}.{{0,6}}(?:叫什么|题为|名为什么)",
         rf"\bwhat\s+is\s+the\s+(?:title|headline|name)\s+of\s+{_DOC_EN}",
@@ -48,7 +60,7 @@ _COMPILED = {f: [re.compile(p, re.IGNORECASE) for p in ps] for f, ps in _FIELDS.
 
 
 def metadata_field(question: str) -> str | None:
-    """"date" | "publisher" | "title" when the question asks for that field of a document."""
+    """"date" | "publisher" | "source" | "title" when the question asks for that field of a document."""
     q = to_simplified(question)
     for name, patterns in _COMPILED.items():
         if any(p.search(q) for p in patterns):
@@ -73,7 +85,7 @@ def publisher_of(doc) -> str:
 
 
 def fact_of(doc, field: str) -> MetadataFact | None:
-    value = {"date": doc.date, "publisher": publisher_of(doc), "title": doc.title}[field]
+    value = {"date": doc.date, "publisher": publisher_of(doc), "title": doc.title, "source": doc.source}[field]
     return MetadataFact(field, value, doc.doc_id) if value else None
 
 

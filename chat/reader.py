@@ -200,7 +200,6 @@ class Reader:
     """Loads the trained reader once; `read()` is thread-safe and batches concurrent reads."""
 
     def __init__(self, base_path: str | Path, directory: Path = READER_DIR, threads: int | None = None):
-        import torch
         from safetensors.torch import load_file
         from transformers import AutoTokenizer
 
@@ -229,9 +228,9 @@ class Reader:
         net.eval()
         # bfloat16 matrix products where the CPU has them natively (AVX512-BF16/AMX); int8
         # dynamic quantisation was tried and halved CMRC F1 (chat/README.md)
-        from index.embedding import _native_bfloat16
+        from index.embedding import native_bfloat16
 
-        self.bf16 = bool(cfg.get("infer_bf16", True)) and _native_bfloat16()
+        self.bf16 = bool(cfg.get("infer_bf16", True)) and native_bfloat16()
         self.net = net
         self.threads = threads
         self._lock = threading.Lock()  # one forward at a time

@@ -41,6 +41,7 @@ class Answer:
     # the reader's short answer: {"text", "citation": n, "start", "end"} with offsets into
     # citations[n-1].text; None when refused (and for LLM and metadata answers)
     span: dict | None = None
+    kind: str = "factoid"  # the router's kind (chat/kinds.py): factoid | list | overview | compare | metadata | chitchat
     # the passages in the order the answer path ranked them (reader first), for in-process
     # evaluation of the chat path's ranking; not part of the JSON contract
     ranked: list = field(default_factory=list, repr=False)
@@ -53,6 +54,7 @@ class Answer:
             "answered": self.answered,
             "language": self.language,
             "mode": self.mode,
+            "kind": self.kind,
             "citations": [c.to_dict() for c in self.citations],
             "span": self.span if self.answered else None,
             "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},

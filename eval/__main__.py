@@ -97,6 +97,24 @@ def cmd_feedback(args) -> int:
     return 0
 
 
+def cmd_bank(args) -> int:
+    from eval.bank import product_table, run_bank
+
+    summary = run_bank(args.part, args.out, settings=_settings(args), progress=not args.quiet)
+    print(product_table(summary["product"], f"question bank, {args.part} part"))
+    print(f"wrote {args.out}/summary.json, table.md, results.jsonl")
+    return 0
+
+
+def cmd_offtopic(args) -> int:
+    from eval.bank import run_offtopic
+
+    summary = run_offtopic(args.out, settings=_settings(args), progress=not args.quiet, limit=args.limit)
+    print(json.dumps({k: summary[k] for k in ("n", "refused", "by_language")}, ensure_ascii=False))
+    print(f"wrote {args.out}/summary.json, table.md, results.jsonl")
+    return 0
+
+
 def cmd_gate(args) -> int:
     from eval.gate import run_gate
 
@@ -168,7 +186,19 @@ def main(argv=None) -> int:
     g.add_argument("--update", action="store_true", help="write measured-minus-margin thresholds instead of checking")
     g.set_defaults(func=cmd_gate)
 
-    for sp in (s, r, m, g):
+    b = sub.add_parser("bank", help="the product question bank (data/questions/bank_*.jsonl): figures by kind")
+    b.add_argument("--part", choices=("report", "fit", "all"), default="report")
+    b.add_argument("--out", default="build/eval/bank")
+    b.add_argument("--index-dir")
+    b.set_defaults(func=cmd_bank)
+
+    o = sub.add_parser("offtopic", help="the off-topic bench (data/questions/offtopic.jsonl): all must be refused")
+    o.add_argument("--out", default="build/eval/offtopic")
+    o.add_argument("--limit", type=int)
+    o.add_argument("--index-dir")
+    o.set_defaults(func=cmd_offtopic)
+
+    for sp in (s, r, m, g, b, o):
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     args = p.parse_args(argv)

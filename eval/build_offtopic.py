@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import sys
@@ -126,12 +125,14 @@ def _t2s():
 
 
 def bench_dir(arg: str | None) -> Path:
+    """--bench when given, else the one shared lookup (eval/shared_bench.py)."""
     if arg:
         return Path(arg)
-    env = os.environ.get("CLUSTERQA_SHARED_BENCH")
-    if env:
-        return Path(env)
-    return REPO.parent / "shared" / "bench"
+    if str(REPO) not in sys.path:  # run as a script: the repo's packages are not on the path
+        sys.path.insert(0, str(REPO))
+    from eval.shared_bench import bench_dir as shared_bench_dir
+
+    return shared_bench_dir()
 
 
 def read_questions(path: Path) -> list[tuple[str, str]]:

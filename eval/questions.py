@@ -47,6 +47,10 @@ def load_questions(path: str | Path) -> list[dict]:
 
 
 def kind_of(q: dict) -> str:
+    """The question's own `kind` (the question bank's kinds) when it has one, else what its
+    shape says: unanswerable, follow-up or single-turn."""
+    if q.get("kind"):
+        return str(q["kind"])
     if not q.get("answerable", True):
         return "unanswerable"
     return "follow-up" if q.get("history") else "single-turn"

@@ -77,7 +77,7 @@ def evaluate_question(q: dict, ad: dict, latency_ms: float) -> dict:
         "language": language_of(q), "kind": kind_of(q), "answerable": q["answerable"],
         "language_pair": language_pair(q, cites),
         "answers": q.get("answers"), "gold": q.get("gold"),
-        "answer": ad.get("answer", ""), "answered": answered,
+        "answer": ad.get("answer", ""), "answered": answered, "system_kind": ad.get("kind"),
         "resolved_question": ad.get("resolved_question"),
         "citations": [{k: c.get(k) for k in ("n", "chunk_id", "doc_id", "title", "quote", "score")} for c in cites],
         "retrieved": [passage_id(p) for p in passages],

@@ -39,7 +39,7 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _native_bfloat16() -> bool:
+def native_bfloat16() -> bool:
     """True when the CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
     import torch
 
@@ -72,7 +72,7 @@ class Embedder:
         torch.set_num_threads(_cpu_count())
         self.batch_size = batch_size
         if dtype == "auto":
-            dtype = "bfloat16" if _native_bfloat16() else "float32"
+            dtype = "bfloat16" if native_bfloat16() else "float32"
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be auto, float32 or bfloat16, not {dtype!r}")
         self.dtype = dtype

@@ -54,6 +54,8 @@ class Answer(Open):
     answered: bool = Field(description="false when the documents do not support an answer")
     language: Literal["zh-Hans", "zh-Hant", "en"]
     mode: Literal["extractive", "llm"]
+    kind: str | None = Field(None, description="the question's kind, as routed: factoid | list | overview | "
+                                               "compare | metadata | chitchat (absent from older servers)")
     citations: list[Citation]
     timings_ms: dict[str, float]
     resolved_question: str | None = Field(None, description="the follow-up rewritten from the history")
