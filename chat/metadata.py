@@ -97,5 +97,6 @@ def subject_terms(question: str) -> str:
         for p in patterns:
             q = p.sub(" ", q)
     q = re.sub(r"[？?。.!！,，、\s]+", " ", q)
-    q = re.sub(r"\b(?:the|a|an|of|was|is|on|about|in)\b", " ", q, flags=re.IGNORECASE)
+    q = re.sub(r"\b(?:the|a|an|of|was|is|on|about|in|this|that|it|published|released|posted|written|issued|"
+               r"publish|date|day|when|what|who|by)\b|发布|发表|刊登|出版|日期", " ", q, flags=re.IGNORECASE)
     return q.strip()

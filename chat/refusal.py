@@ -28,9 +28,11 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from index.text import titled_text
 from ingest.script import to_simplified
 
 PARAMS_FILE = Path(__file__).with_name("refusal.json")
+SUPPORT_WINDOW_CHARS = 240  # the sentences around the span that must hold the question's words
 
 # reasons, as Answer.evidence states them
 ANSWERED = "answered"
@@ -38,10 +40,11 @@ LOW_ANSWERABILITY = "answerability is low"
 NO_SUPPORT = "no passage supports the question's key terms"
 OFF_TOPIC = "no passage is about the question"
 WRONG_TYPE = "the span is not of the type asked"
+NOT_EARNED = "a passage in the question's language is about it and does not answer it"
 NOTHING_READ = "nothing to read"
 # the message (chat/language.py) that tells the asker why
 WHY = {LOW_ANSWERABILITY: "why_low_answerability", NO_SUPPORT: "why_no_support", OFF_TOPIC: "why_off_topic",
-       WRONG_TYPE: "why_wrong_type", NOTHING_READ: "why_low_answerability"}
+       WRONG_TYPE: "why_wrong_type", NOT_EARNED: "why_low_answerability", NOTHING_READ: "why_low_answerability"}
 
 
 @dataclass
@@ -50,6 +53,9 @@ class RefusalParams:
     min_topicality: float = 0.2  # USE cosine of the question with the passage's best sentence
     min_topicality_cross: float = 0.25  # the same for a passage in the other language
     check_type: bool = True
+    # a passage in the question's language whose support reaches this "owns" the question:
+    # other-language passages (read as a free pass before) may not answer it then
+    own_support: float = 0.6
     fitted_on: str = "defaults"
     figures: dict = field(default_factory=dict)
 
@@ -73,7 +79,7 @@ class Check:
     """Why one read passage may or may not answer: the inputs and the verdict."""
 
     support: float | None  # None when passage and question are in different languages
-    topicality: float
+    topicality: float | None  # None when an earlier check decided
     asked_type: str | None
     span_type_ok: bool
     reason: str
@@ -84,28 +90,44 @@ class Check:
 
     def to_dict(self) -> dict:
         return {"support": None if self.support is None else round(self.support, 3),
-                "topicality": round(self.topicality, 3), "asked_type": self.asked_type,
+                "topicality": None if self.topicality is None else round(self.topicality, 3),
+                "asked_type": self.asked_type,
                 "span_type_ok": self.span_type_ok, "reason": self.reason}
 
 
-def check_passage(question: str, passage: str, span: str, rank_score: float, answer_threshold: float,
-                  params: RefusalParams, same_language: bool) -> Check:
-    """The verdict on one read passage (its titled text) and its span."""
-    support = term_support(question, passage) if same_language else None
-    topicality = topical_similarity(question, passage)
+def check_passage(question: str, chunk, prediction, rank_score: float, answer_threshold: float,
+                  params: RefusalParams, same_language: bool, owned: bool = False) -> Check:
+    """The verdict on one read passage (a Chunk) and the reader's span in it. `owned`: a
+    passage in the question's own language is about it (its support reaches
+    params.own_support), so a passage in the other language does not get to answer."""
+    support = term_support(question, support_text(chunk, prediction.start, prediction.end)) if same_language else None
     asked = asked_type(question)
-    type_ok = span_matches(asked, span)
+    type_ok = span_matches(asked, prediction.text)
+    topicality = None
     if rank_score < answer_threshold:
         reason = LOW_ANSWERABILITY
     elif support is not None and support < params.min_support:
         reason = NO_SUPPORT
-    elif topicality < (params.min_topicality if same_language else params.min_topicality_cross):
-        reason = OFF_TOPIC
-    elif params.check_type and not type_ok:
-        reason = WRONG_TYPE
+    elif not same_language and owned:
+        reason = NOT_EARNED
     else:
-        reason = ANSWERED
+        topicality = topical_similarity(question, titled_text(chunk))  # only where it can decide
+        if topicality < (params.min_topicality if same_language else params.min_topicality_cross):
+            reason = OFF_TOPIC
+        elif params.check_type and not type_ok:
+            reason = WRONG_TYPE
+        else:
+            reason = ANSWERED
     return Check(support, topicality, asked, type_ok, reason)
+
+
+def support_text(chunk, start: int, end: int) -> str:
+    """Where the question's words must be: the document's title and the sentences around the
+    span (a passage that names the entity elsewhere does not state the asked relation)."""
+    from .compose import evidence_window
+
+    a, b = evidence_window(chunk.text, start, end, SUPPORT_WINDOW_CHARS)
+    return f"{chunk.title}\n{chunk.text[a:b]}"
 
 
 # --- support: the question's content words in the passage -------------------------------

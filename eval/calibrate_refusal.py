@@ -3,10 +3,11 @@ bank (eval/bank.py) and the held-out split of the training files (eval/splits.py
 
 For every question the engine's reader reads its passages once; each read passage gets the
 refusal checks' inputs (support, topicality, answer type, calibrated score). The thresholds
-are then chosen on a grid: the most unanswerable bank questions refused while at most
-`--max-refused` of the answerable ones (bank and held-out split, each) are refused.
+are then chosen on a grid: the most unanswerable bank questions refused while few answerable
+ones are refused beyond what the reader's own threshold refuses (`--max-extra-bank`,
+`--max-extra-heldout`).
 
-    python -m eval.calibrate_refusal [--heldout 300] [--write]
+    python -m eval.calibrate_refusal [--heldout 20] [--records R.json [--from-records]] [--write]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from index.text import query_language, titled_text
 
 def passage_records(engine, question: str, history: list | None = None) -> list[dict]:
     """The refusal inputs of every passage the engine reads for `question`, in its order."""
-    from chat.refusal import asked_type, span_matches, term_support, topical_similarity
+    from chat.refusal import asked_type, span_matches, support_text, term_support, topical_similarity
 
     resolved = engine._resolve(question, history or []).question
     language = query_language(resolved)
@@ -32,20 +33,25 @@ def passage_records(engine, question: str, history: list | None = None) -> list[
             continue
         same = r.hit.chunk.language == language
         passage = titled_text(r.hit.chunk)
-        out.append({"rank_score": r.rank_score, "same": same,
-                    "support": term_support(resolved, passage) if same else None,
+        out.append({"rank_score": r.rank_score, "same": same, "answerable": p.answerable, "span_score": p.span_score,
+                    "support": term_support(resolved, support_text(r.hit.chunk, p.start, p.end)) if same else None,
+                    "support_passage": term_support(resolved, passage) if same else None,
                     "topicality": topical_similarity(resolved, passage),
                     "type_ok": span_matches(asked_type(resolved), p.text),
                     "text": r.hit.chunk.text, "span": p.text})
     return out
 
 
-def decide(records: list[dict], threshold: float, min_support: float, min_top: float, min_top_cross: float):
-    """The index of the passage that would answer, or None (chat/strategies/factoid.decide)."""
+def decide(records: list[dict], threshold: float, min_support: float, min_top: float, min_top_cross: float,
+           own_support: float = 2.0):
+    """The index of the passage that would answer, or None (as chat/strategies/factoid.decide)."""
+    owned = any(r["same"] and r["support"] >= own_support for r in records)
     for i, r in enumerate(records):
         if r["rank_score"] < threshold:
             continue
         if r["support"] is not None and r["support"] < min_support:
+            continue
+        if not r["same"] and owned:
             continue
         if r["topicality"] < (min_top if r["same"] else min_top_cross):
             continue
@@ -107,30 +113,39 @@ def heldout_records(per_source: int, seed: int, progress: bool, settings=None) -
     return out
 
 
-def fit(groups: dict, threshold: float, max_refused: float) -> tuple[dict, dict]:
-    grid_support = [0.0, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
+def fit(groups: dict, threshold: float, max_extra_bank: float, max_extra_heldout: float):
+    """The thresholds that refuse the most unanswerable bank questions while refusing at most
+    `max_extra_*` more answerable ones than the reader's own threshold does (bank, held-out)."""
+    base = evaluate(groups, threshold, 0.0, -1.0, -1.0)
+    grid_support = [0.0, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6]
     grid_top = [0.0, 0.1, 0.15, 0.2, 0.25, 0.3]
+    grid_own = [0.5, 0.6, 0.7, 0.8, 2.0]  # 2.0: never owned
     best, best_key = None, None
-    for s, t, tc in itertools.product(grid_support, grid_top, grid_top):
-        figures = evaluate(groups, threshold, s, t, tc)
-        if figures["bank_answerable_refused"] > max_refused or figures["heldout_answerable_refused"] > max_refused:
+    for s, t, tc, own in itertools.product(grid_support, grid_top, grid_top, grid_own):
+        figures = evaluate(groups, threshold, s, t, tc, own)
+        if figures["bank_answerable_refused"] > base["bank_answerable_refused"] + max_extra_bank \
+                or figures["heldout_answerable_refused"] > base["heldout_answerable_refused"] + max_extra_heldout:
             continue
-        key = (figures["bank_unanswerable_refused"], -figures["bank_answerable_refused"], figures["bank_answered_right"])
+        # most unanswerables refused, then most answered right; among ties the highest
+        # thresholds (at no measured cost they guard best against questions unlike the bank's)
+        key = (figures["bank_unanswerable_refused"], figures["bank_answered_right"] + figures["heldout_answered_right"],
+               s + t + tc - own)
         if best_key is None or key > best_key:
-            best, best_key = ({"min_support": s, "min_topicality": t, "min_topicality_cross": tc}, figures), key
+            best, best_key = ({"min_support": s, "min_topicality": t, "min_topicality_cross": tc,
+                               "own_support": own}, figures), key
     return best
 
 
-def evaluate(groups: dict, threshold: float, s: float, t: float, tc: float) -> dict:
+def evaluate(groups: dict, threshold: float, s: float, t: float, tc: float, own: float = 2.0) -> dict:
     def refused(recs_list):
         if not recs_list:
             return 0.0
-        return sum(decide(r, threshold, s, t, tc) is None for r in recs_list) / len(recs_list)
+        return sum(decide(r, threshold, s, t, tc, own) is None for r in recs_list) / len(recs_list)
 
     def right(recs_list):
         if not recs_list:
             return 0.0
-        hits = [decide(r, threshold, s, t, tc) for r in recs_list]
+        hits = [decide(r, threshold, s, t, tc, own) for r in recs_list]
         return sum(1 for r, i in zip(recs_list, hits) if i is not None and r[i]["right"]) / len(recs_list)
 
     return {"bank_answerable_refused": round(refused(groups["bank_answerable"]), 4),
@@ -149,7 +164,10 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--heldout", type=int, default=120, help="held-out split questions per source (0: none)")
-    p.add_argument("--max-refused", type=float, default=0.03)
+    p.add_argument("--max-extra-bank", type=float, default=0.05,
+                   help="answerable bank questions refused beyond the reader's own refusals")
+    p.add_argument("--max-extra-heldout", type=float, default=0.015,
+                   help="answerable held-out questions refused beyond the reader's own refusals")
     p.add_argument("--records", help="save (or with --from-records, load) the collected records here")
     p.add_argument("--from-records", action="store_true")
     p.add_argument("--write", action="store_true", help="write chat/refusal.json")
@@ -171,7 +189,7 @@ def main(argv=None) -> int:
     print("today's defaults:", json.dumps(evaluate(groups, threshold, d.min_support, d.min_topicality,
                                                    d.min_topicality_cross)))
     print("reader only:", json.dumps(evaluate(groups, threshold, 0.0, -1.0, -1.0)))
-    best = fit(groups, threshold, args.max_refused)
+    best = fit(groups, threshold, args.max_extra_bank, args.max_extra_heldout)
     if best is None:
         print("no thresholds keep answerable refusals within the limit", file=sys.stderr)
         return 1
@@ -179,8 +197,10 @@ def main(argv=None) -> int:
     print("fitted:", json.dumps(chosen), json.dumps(figures))
     if args.write:
         params = RefusalParams(**chosen, fitted_on="question bank fitting part (eval/bank.py) + held-out split "
-                               f"({args.heldout} questions of CMRC trial, DRCD, SQuAD part A); at most "
-                               f"{args.max_refused:.0%} of answerable questions refused", figures=figures)
+                               f"(up to {args.heldout} questions per source: CMRC trial, DRCD, SQuAD part A, "
+                               "XQuAD across languages beside SQuAD / CMRC trial); at most "
+                               f"{args.max_extra_bank:.1%} (bank) / {args.max_extra_heldout:.1%} (held-out) more "
+                               "answerable questions refused than by the reader's threshold alone", figures=figures)
         save_params(params)
         print("wrote chat/refusal.json")
     return 0

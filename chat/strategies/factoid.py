@@ -14,7 +14,7 @@ from ..compose import Composed, compose_list, compose_span, make_citation, rende
 from ..followup import ordinal_of
 from ..language import EN, message, render
 from ..lists import is_list_question, item_at, list_block
-from ..refusal import ANSWERED, NOTHING_READ, Check, check_passage
+from ..refusal import ANSWERED, NOTHING_READ, Check, check_passage, support_text, term_support
 
 # a second document's value is reported beside the first only when its passage is about as
 # well supported by the question's words (the article and a report on the same hubs)
@@ -33,12 +33,13 @@ def decide(question: str, readings: list, question_language: str, answer_thresho
     """The first read passage (in the calibrated order) whose span passes every check."""
     checks = []
     chosen = None
-    for r in readings:
+    read = [r for r in readings if r.prediction is not None and r.prediction.end > r.prediction.start]
+    owned = any(term_support(question, support_text(r.hit.chunk, r.prediction.start, r.prediction.end))
+                >= refusal_params.own_support for r in read if r.hit.chunk.language == question_language)
+    for r in read:
         p = r.prediction
-        if p is None or p.end <= p.start:
-            continue
-        check = check_passage(question, titled_text(r.hit.chunk), p.text, r.rank_score, answer_threshold,
-                              refusal_params, same_language=r.hit.chunk.language == question_language)
+        check = check_passage(question, r.hit.chunk, p, r.rank_score, answer_threshold,
+                              refusal_params, same_language=r.hit.chunk.language == question_language, owned=owned)
         checks.append((r, check))
         if check.ok:
             chosen = r
@@ -66,7 +67,7 @@ def _conflict(question, chosen, checks, readings, question_language, answer_thre
         other = _value(p.text)
         if not other or not value or other == value:
             continue
-        check = check_passage(question, titled_text(r.hit.chunk), p.text, r.rank_score, answer_threshold,
+        check = check_passage(question, r.hit.chunk, p, r.rank_score, answer_threshold,
                               refusal_params, same_language=r.hit.chunk.language == question_language)
         # same-language passages only: their support says both are about what is asked
         if check.ok and first.support is not None and check.support is not None \

@@ -36,7 +36,9 @@ def main_document(index):
 
 def document_asked_about(index, remainder: str):
     """The document whose passages the question's remaining words retrieve, else the main one."""
-    if len(re.sub(r"\W", "", remainder)) >= 2:
+    from ..refusal import content_terms
+
+    if content_terms(remainder):  # words that can pick a document, not "On" or "the"
         found = index.retrieve(remainder, top_k=1)
         doc = index.get_document(found[0].chunk.doc_id) if found else None
         if doc is not None:
