@@ -23,8 +23,8 @@ from ..language import EN, is_chinese_text, message, render
 from .factoid import locate
 from .metadata import document_asked_about
 
-MAX_SENTENCES = 4
-MAX_SENTENCE_CHARS = 160  # a longer sentence is cut (with an ellipsis) in the answer line
+MAX_SENTENCES = 5
+MAX_SENTENCE_CHARS = 220  # a longer sentence is cut (with an ellipsis) in the answer line
 TOPIC_DOCUMENTS = 4
 STRUCTURE_BONUS = 0.15  # a sentence that announces findings, keywords, recommendations, a conclusion
 OPENING_BONUS = 0.1  # the first two body sentences
@@ -67,8 +67,18 @@ def body_sentences(doc) -> list[tuple[int, int]]:
         words = len(re.findall(r"[A-Za-z]+", s))
         if _JUNK.search(s) or s.strip() == title or (han < 12 and words < 8):
             continue
+        if _is_heading(doc.text, a, b):
+            continue
         out.append((a, b))
     return out
+
+
+def _is_heading(text: str, a: int, b: int) -> bool:
+    """A whole line without closing punctuation: a heading, not a sentence of the text."""
+    line_start = text.rfind("\n", 0, a) + 1
+    line_end = text.find("\n", b)
+    whole_line = text[line_start:a].strip() == "" and text[b:line_end if line_end >= 0 else len(text)].strip() == ""
+    return whole_line and not re.search(r"[.!?。！？;；:：\"”’)）]$", text[a:b].strip())
 
 
 def summarise(index, doc, language: str, conclusion: bool = False) -> Composed | None:
@@ -93,7 +103,7 @@ def summarise(index, doc, language: str, conclusion: bool = False) -> Composed |
             score[i] += CONCLUSION_BONUS if conclusion else CLOSING_BONUS
         if conclusion:
             score[i] += CONCLUSION_BONUS * i / len(spans)  # the later, the more concluding
-    k = min(MAX_SENTENCES, max(2, len(spans) // 3))
+    k = min(MAX_SENTENCES, max(3, len(spans) // 3), len(spans))
     picked: list[int] = []
     while len(picked) < k:
         def mmr(i):
