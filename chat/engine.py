@@ -187,10 +187,9 @@ class ChatEngine:
                 evidence["checks"] = [{"chunk_id": r.hit.chunk.chunk_id, **c.to_dict()} for r, c in decision.checks[:5]]
                 if decision.conflict is not None:
                     evidence["conflict"] = decision.conflict.hit.chunk.chunk_id
-                # an LLM decides for itself whether the passages answer, unless no passage is
-                # about the question at all
-                if self.llm is not None and not answer.answered \
-                        and decision.reason not in (refusal.NO_SUPPORT, refusal.OFF_TOPIC):
+                # an LLM decides for itself whether the passages answer (it must cite them, or
+                # its text is not given as an answer: _llm_answer)
+                if self.llm is not None and not answer.answered:
                     yield {"type": "status", "text": "generating"}
                     answer.mode = "llm"
                     try:
