@@ -197,6 +197,7 @@ def _stem(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=4096)  # factoid.decide asks it for the same passages again while checking them
 def term_support(question: str, passage: str) -> float:
     """IDF-weighted share of the question's content words that the passage holds (1.0 when
     the question has none). A Chinese word counts in part when only some of its character

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from index.text import titled_text
 
-from ..compose import Composed, compose_list, compose_span, make_citation, render_quote
+from ..compose import Composed, compose_list, compose_span, evidence_window, make_citation, render_quote, span_record
 from ..followup import ordinal_of
 from ..language import EN, message, render
 from ..lists import is_list_question, item_at, list_block
@@ -99,8 +99,6 @@ def compose_answer(index, decision: Decision, resolution, language: str, questio
 
 def compose_conflict(question: str, first, second, language: str, question_language: str) -> Composed:
     """"文章称…[1]；另一篇报道称…[2]": both values, the better-supported passage first."""
-    from ..compose import evidence_window
-    from ..refusal import term_support
 
     def support(r):
         same = r.hit.chunk.language == question_language
@@ -117,8 +115,6 @@ def compose_conflict(question: str, first, second, language: str, question_langu
         value = r.prediction.text if language == EN else render(r.prediction.text, language)
         parts.append(message("conflict_source", language, title=title, value=value, quote=quote.replace("\n", " "), n=n))
     text = message("conflict_intro", language) + "\n" + "\n".join(parts)
-    from ..compose import span_record
-
     span = span_record(ordered[0].hit, citations[0], ordered[0].prediction.start, ordered[0].prediction.end, language)
     return Composed(text, citations, span)
 
