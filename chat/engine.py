@@ -220,8 +220,19 @@ class ChatEngine:
         decide = lambda rs: factoid.decide(question, rs, query_language(question),  # noqa: E731
                                            self.params.answer_threshold, self.refusal)
         decision = decide(readings)
-        if decision.chosen is None and any(r.prediction is None for r in readings[:n_read]):
-            readings = self._read(question, hits, n_read, early_exit=False)
+        unread = [r.hit for r in readings if r.prediction is None and r.hit in hits[:n_read]]
+        # read alone and refused: the others may pass. Read alone and answered with a number:
+        # another document's passage may give another value (the article's 31 hubs, a
+        # report's 12), which the answer must show — read the same-language ones of other documents
+        if decision.chosen is None:
+            more = unread
+        elif decision.conflict is None and factoid.asks_for_value(decision):
+            chosen = decision.chosen.hit.chunk
+            more = [h for h in unread if h.chunk.doc_id != chosen.doc_id and h.chunk.language == chosen.language]
+        else:
+            more = []
+        if more:
+            readings = self._read_more(question, readings, more)
             decision = decide(readings)
         return decision, readings
 
@@ -282,6 +293,19 @@ class ChatEngine:
             done = read(hits[:n])
         done.sort(key=lambda r: -r.rank_score)
         return done + [Reading(h, None, float("-inf")) for h in hits[len(done):]]
+
+    def _read_more(self, question: str, readings: list[Reading], hits: list) -> list[Reading]:
+        """`readings` with `hits` (passages it holds unread) read too, re-ordered."""
+        from ingest.script import to_simplified
+
+        question = to_simplified(question)
+        language = query_language(question)
+        predictions = self.reader.read(question, [h.chunk.text for h in hits])
+        fresh = {id(h): Reading(h, p, self.params.score(passage_features(h, p, language)))
+                 for h, p in zip(hits, predictions)}
+        done = [r for r in readings if r.prediction is not None] + list(fresh.values())
+        done.sort(key=lambda r: -r.rank_score)
+        return done + [r for r in readings if r.prediction is None and id(r.hit) not in fresh]
 
     def _resolve(self, query: str, history: list[dict]) -> Resolution:
         """Rule-based resolution always runs (it also finds ordinals); an LLM, when

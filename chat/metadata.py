@@ -89,14 +89,23 @@ def fact_of(doc, field: str) -> MetadataFact | None:
     return MetadataFact(field, value, doc.doc_id) if value else None
 
 
+# the words a metadata question is made of besides its topic
+_META_WORDS_ZH = re.compile(
+    r"这篇|本篇|该篇|此篇|这份|本份|该份|文章|文档|报道|报告|新闻|资料|文件|本文|该文|此文|网页|网站|页面|网址|"
+    r"原文链接|链接|标题|题目|全称|名称|名字|来源|出处|发布者|发布方|发布机构|出版方|作者|媒体|发布|发表|刊登|刊发|"
+    r"出版|转载|日期|时间|哪一天|哪天|什么时候|何时|几号|哪年|什么|哪个|哪家|哪|谁|平台|机构|单位|来自|出自|"
+    r"叫|题为|名为|是|的|了|在|由|从|这|该|本")
+_META_WORDS_EN = re.compile(
+    r"\b(?:full|title|headline|name|called|titled|source|url|link|web|address|page|site|website|article|report|"
+    r"document|story|piece|text|item|post|news|publisher|author|published|released|posted|written|issued|publish|"
+    r"publication|release|date|day|year|when|what|who|which|where|whose|is|was|were|does|did|come|the|a|an|of|on|"
+    r"in|by|from|about|this|that)\b", re.IGNORECASE)
+
+
 def subject_terms(question: str) -> str:
     """What is left of the question once the metadata wording is removed: the topic that
-    picks the document ("韩国半导体集群的报道是哪天发布的" → 韩国半导体集群)."""
-    q = to_simplified(question)
-    for patterns in _COMPILED.values():
-        for p in patterns:
-            q = p.sub(" ", q)
-    q = re.sub(r"[？?。.!！,，、\s]+", " ", q)
-    q = re.sub(r"\b(?:the|a|an|of|was|is|on|about|in|this|that|it|published|released|posted|written|issued|"
-               r"publish|date|day|when|what|who|by)\b|发布|发表|刊登|出版|日期", " ", q, flags=re.IGNORECASE)
-    return q.strip()
+    picks the document ("韩国半导体集群的报道是哪天发布的" → 韩国半导体集群, "What is the title
+    of the it's OWL news item?" → it's OWL)."""
+    q = re.sub(r"\b(what|who|where|when|which)['’]s\b", r"\1 is", to_simplified(question), flags=re.IGNORECASE)
+    q = _META_WORDS_EN.sub(" ", _META_WORDS_ZH.sub(" ", q))
+    return re.sub(r"[？?。.!！,，、:：\s]+", " ", q).strip()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -100,13 +101,14 @@ def check_passage(question: str, chunk, prediction, rank_score: float, answer_th
     """The verdict on one read passage (a Chunk) and the reader's span in it. `owned`: a
     passage in the question's own language is about it (its support reaches
     params.own_support), so a passage in the other language does not get to answer."""
-    support = term_support(question, support_text(chunk, prediction.start, prediction.end)) if same_language else None
+    around = support_text(chunk, prediction.start, prediction.end)
+    support = term_support(question, around) if same_language else None
     asked = asked_type(question)
     type_ok = span_matches(asked, prediction.text)
     topicality = None
     if rank_score < answer_threshold:
         reason = LOW_ANSWERABILITY
-    elif support is not None and support < params.min_support:
+    elif support is not None and (support < params.min_support or not numbers_stated(question, titled_text(chunk))):
         reason = NO_SUPPORT
     elif not same_language and owned:
         reason = NOT_EARNED
@@ -188,6 +190,20 @@ def content_terms(question: str) -> list[tuple[str, float]]:
                 continue
             terms[lw] = 2.0 if (w[0].isupper() or w[0].isdigit()) else 1.0
     return list(terms.items())
+
+
+_NUMBER = re.compile(r"\d[\d,]*\d")
+
+
+def numbers_stated(question: str, passage: str) -> bool:
+    """Whether every number of two or more digits in the question (a year, an amount) is in
+    the passage: "國家級集群2022年的產值" is not answered by a passage on 2021. Same-language
+    passages only: across languages the units differ ($51 million is 5100万美元)."""
+    wanted = {n.replace(",", "") for n in _NUMBER.findall(unicodedata.normalize("NFKC", question))}
+    if not wanted:
+        return True
+    have = {n.replace(",", "") for n in _NUMBER.findall(unicodedata.normalize("NFKC", passage))}
+    return wanted <= have
 
 
 def _stem(word: str) -> str:

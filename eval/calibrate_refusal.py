@@ -22,7 +22,7 @@ from index.text import query_language, titled_text
 
 def passage_records(engine, question: str, history: list | None = None) -> list[dict]:
     """The refusal inputs of every passage the engine reads for `question`, in its order."""
-    from chat.refusal import asked_type, span_matches, support_text, term_support, topical_similarity
+    from chat.refusal import asked_type, numbers_stated, span_matches, support_text, term_support, topical_similarity
 
     resolved = engine._resolve(question, history or []).question
     language = query_language(resolved)
@@ -33,8 +33,10 @@ def passage_records(engine, question: str, history: list | None = None) -> list[
             continue
         same = r.hit.chunk.language == language
         passage = titled_text(r.hit.chunk)
+        around = support_text(r.hit.chunk, p.start, p.end)
         out.append({"rank_score": r.rank_score, "same": same, "answerable": p.answerable, "span_score": p.span_score,
-                    "support": term_support(resolved, support_text(r.hit.chunk, p.start, p.end)) if same else None,
+                    "support": term_support(resolved, around) if same else None,
+                    "numbers_ok": numbers_stated(resolved, passage) if same else True,
                     "support_passage": term_support(resolved, passage) if same else None,
                     "topicality": topical_similarity(resolved, passage),
                     "type_ok": span_matches(asked_type(resolved), p.text),
@@ -49,7 +51,7 @@ def decide(records: list[dict], threshold: float, min_support: float, min_top: f
     for i, r in enumerate(records):
         if r["rank_score"] < threshold:
             continue
-        if r["support"] is not None and r["support"] < min_support:
+        if (r["support"] is not None and r["support"] < min_support) or not r.get("numbers_ok", True):
             continue
         if not r["same"] and owned:
             continue

@@ -9,6 +9,7 @@ import pytest
 
 from chat import ChatEngine
 from chat.kinds import compare_entities, route
+from chat.metadata import subject_terms
 from chat.refusal import (LOW_ANSWERABILITY, NO_SUPPORT, OFF_TOPIC, WRONG_TYPE, asked_type, content_terms, span_matches,
                           term_support)
 from eval.bank import bank_part, central_hits, load_bank, product_figures
@@ -186,3 +187,41 @@ def test_traditional_asker_sees_traditional_citation_titles(engine):
     a = engine.ask("沙特計劃建設多少個醫療集群？")
     assert a.answered and a.citations
     assert "發展趨勢" in a.citations[0].title and "发展趋势" not in a.citations[0].title
+
+
+@pytest.mark.slow
+def test_sources_that_disagree_are_both_cited(engine):
+    # the article's 31 hubs (under the CHIPS Act) and a report's 12 funded ones: the early exit
+    # reads the top passage alone, so the other document's passage must still be read
+    for question in ("美国布局了多少个区域技术和创新中心?", "美国的区域技术和创新中心一共有几个？"):
+        a = engine.ask(question)
+        assert a.answered and "31个" in a.answer and "12个" in a.answer, a.answer
+        assert len({c.doc_id for c in a.citations}) == 2
+        assert a.evidence["conflict"]
+        assert_cited(a)
+    first = engine.ask("美国布局了多少个区域技术和创新中心?")
+    assert first.answer.index("31个") < first.answer.index("12个")  # the passage that says 布局 first
+
+
+def test_metadata_subject_is_the_topic_left_after_the_metadata_words():
+    assert subject_terms("What is the title of the it's OWL news item?") == "it's OWL"
+    assert subject_terms("What's the source URL of the Hamburg aviation page?") == "Hamburg aviation"
+    assert subject_terms("韩国半导体集群的报道是哪天发布的？") == "韩国半导体集群"
+    assert subject_terms("這篇文章是哪天發布的？") == ""
+
+
+@pytest.mark.slow
+def test_metadata_of_a_named_document_comes_from_that_document(engine):
+    a = engine.ask("What is the title of the it's OWL news item?")
+    assert a.answered and a.kind == "metadata" and "New horizons for it's OWL" in a.answer
+    b = engine.ask("What's the source URL of the Hamburg aviation page?")
+    assert b.answered and "vae.ahk.de" in b.answer and "hamburg" in b.citations[0].doc_id
+
+
+def test_numbers_the_question_states_must_be_in_the_passage():
+    from chat.refusal import numbers_stated
+
+    assert not numbers_stated("國家級集群2022年的主導產業產值是多少？", "45個國家級集群2021年主導產業產值達19萬億元")
+    assert numbers_stated("《发展趋势(2024-2025年)》报告是谁发布的", "全球先进制造业集群发展趋势(2024-2025年)")
+    assert numbers_stated("over 1,500 clusters?", "With over 1500 clusters")
+    assert numbers_stated("沙特计划建设多少个医疗集群？", "沙特计划建设21个医疗集群")  # no number asked

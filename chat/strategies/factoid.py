@@ -51,11 +51,20 @@ def decide(question: str, readings: list, question_language: str, answer_thresho
                                                         answer_threshold, refusal_params))
 
 
+VALUE_TYPES = ("count", "money", "date", "percent")
+
+
+def asks_for_value(decision: Decision) -> bool:
+    """Whether the answered question asks for a number, a date or an amount (which two
+    documents can disagree on)."""
+    return decision.chosen is not None and bool(decision.checks) and decision.checks[-1][1].asked_type in VALUE_TYPES
+
+
 def _conflict(question, chosen, checks, readings, question_language, answer_threshold, refusal_params):
     """Another document's passage that passes the checks with a different value of the type
     asked (a count, an amount, a date, a share)."""
     first: Check = checks[-1][1]
-    if first.asked_type not in ("count", "money", "date", "percent"):
+    if first.asked_type not in VALUE_TYPES:
         return None
     value = _value(chosen.prediction.text)
     for r in readings:
