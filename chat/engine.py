@@ -8,7 +8,8 @@
       overview  2-5 central sentences of the document, or each document's best sentence on X
       compare   one factoid answer per compared entity
       factoid / list
-                the reader reads the top passages (span, span score, answerability) → order
+                the reader reads the top passages that could pass the refusal checks
+                (a gate on their words and topic) (span, span score, answerability) → order
                 them by the calibrated score → the first whose span passes the refusal
                 checks (chat/refusal.py: answerability, support for the question's terms,
                 topicality, answer type) answers, else refuse and say why → compose: the
@@ -187,6 +188,8 @@ class ChatEngine:
                 evidence["checks"] = [{"chunk_id": r.hit.chunk.chunk_id, **c.to_dict()} for r, c in decision.checks[:5]]
                 if decision.conflict is not None:
                     evidence["conflict"] = decision.conflict.hit.chunk.chunk_id
+                if decision.not_read:
+                    evidence["not_read"] = decision.not_read[:5]
                 # an LLM decides for itself whether the passages answer (it must cite them, or
                 # its text is not given as an answer: _llm_answer)
                 if self.llm is not None and not answer.answered:
@@ -214,13 +217,19 @@ class ChatEngine:
         yield {"type": "answer", "answer": answer.to_dict(), "_answer": answer}
 
     def _decide(self, question: str, hits: list, n_read: int) -> tuple["factoid.Decision", list[Reading]]:
-        """Read and decide (chat/strategies/factoid.py). When the top passage was confident
-        enough to be read alone but fails the refusal checks, the others are read too."""
-        readings = self._read(question, hits, n_read)
-        decide = lambda rs: factoid.decide(question, rs, query_language(question),  # noqa: E731
+        """Read and decide (chat/strategies/factoid.py). A passage that could not pass the
+        refusal checks whatever its span (refusal.passage_gate: too few of the question's
+        words, another topic) is not read. When the top passage was confident enough to be
+        read alone but fails the checks, the others are read too."""
+        language = query_language(question)
+        gates = [(h, refusal.passage_gate(question, h.chunk, h.chunk.language == language, self.refusal))
+                 for h in hits[:n_read]]
+        eligible = [h for h, why in gates if why is None]
+        readings = self._read(question, eligible + [h for h in hits if h not in eligible], len(eligible))
+        decide = lambda rs: factoid.decide(question, rs, language,  # noqa: E731
                                            self.params.answer_threshold, self.refusal)
         decision = decide(readings)
-        unread = [r.hit for r in readings if r.prediction is None and r.hit in hits[:n_read]]
+        unread = [r.hit for r in readings if r.prediction is None and r.hit in eligible]
         # read alone and refused: the others may pass. Read alone and answered with a number:
         # another document's passage may give another value (the article's 31 hubs, a
         # report's 12), which the answer must show — read the same-language ones of other documents
@@ -234,6 +243,9 @@ class ChatEngine:
         if more:
             readings = self._read_more(question, readings, more)
             decision = decide(readings)
+        if not eligible and gates:  # nothing read: the top passage's gate says why
+            decision.reason = gates[0][1]
+        decision.not_read = [{"chunk_id": h.chunk.chunk_id, "reason": why} for h, why in gates if why is not None]
         return decision, readings
 
     def _decide_alone(self, question: str) -> "factoid.Decision":

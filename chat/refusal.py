@@ -123,6 +123,19 @@ def check_passage(question: str, chunk, prediction, rank_score: float, answer_th
     return Check(support, topicality, asked, type_ok, reason)
 
 
+def passage_gate(question: str, chunk, same_language: bool, params: RefusalParams) -> str | None:
+    """Why no span of this passage could pass check_passage, judged before the reader reads
+    it; None when one might. The whole passage and its title hold at least the words (and
+    numbers) the span's sentences do, and topicality is the passage's own, so a passage that
+    fails here fails after reading too: not reading it changes no answer and saves its cost."""
+    text = titled_text(chunk)
+    if same_language and (term_support(question, text) < params.min_support or not numbers_stated(question, text)):
+        return NO_SUPPORT
+    if topical_similarity(question, text) < (params.min_topicality if same_language else params.min_topicality_cross):
+        return OFF_TOPIC
+    return None
+
+
 def support_text(chunk, start: int, end: int) -> str:
     """Where the question's words must be: the document's title and the sentences around the
     span (a passage that names the entity elsewhere does not state the asked relation)."""

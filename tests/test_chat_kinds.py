@@ -225,3 +225,38 @@ def test_numbers_the_question_states_must_be_in_the_passage():
     assert numbers_stated("《发展趋势(2024-2025年)》报告是谁发布的", "全球先进制造业集群发展趋势(2024-2025年)")
     assert numbers_stated("over 1,500 clusters?", "With over 1500 clusters")
     assert numbers_stated("沙特计划建设多少个医疗集群？", "沙特计划建设21个医疗集群")  # no number asked
+
+
+@pytest.mark.slow
+def test_passages_that_cannot_pass_the_checks_are_not_read_and_no_answer_changes(engine, monkeypatch):
+    import chat.refusal as refusal_module
+
+    read_counts = []
+    original = engine.reader.read
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(original.__self__, name)
+
+        def read(self, q, passages):
+            read_counts.append(len(passages))
+            return original(q, passages)
+
+    questions = ["澳门市划分为几个堂区?", "What is the annual revenue of Lufthansa Technik?", "沙特计划建设多少个医疗集群？",
+                 "美国布局了多少个区域技术和创新中心?", "How many members does it's OWL have?", "漢堡航空集群有多少從業人員？"]
+    monkeypatch.setattr(engine, "reader", Counting())
+    gated = []
+    for q in questions:
+        read_counts.clear()
+        gated.append((engine.ask(q), sum(read_counts)))
+    assert gated[0][1] == 0 and gated[0][0].evidence["not_read"]  # off-topic: nothing is read
+    assert gated[0][0].evidence["reason"] in {NO_SUPPORT, OFF_TOPIC}
+    monkeypatch.setattr(refusal_module, "passage_gate", lambda *a, **k: None)  # every passage read
+    for q, (a, n_gated) in zip(questions, gated):
+        read_counts.clear()
+        b = engine.ask(q)
+        # the same answers; a refusal may give another reason (the gate's, not the reader's)
+        assert a.answered == b.answered
+        if a.answered:
+            assert (a.answer, [c.chunk_id for c in a.citations]) == (b.answer, [c.chunk_id for c in b.citations])
+        assert n_gated <= sum(read_counts)

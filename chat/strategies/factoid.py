@@ -6,7 +6,7 @@ cited, the one that matches the question's own wording first."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from index.text import titled_text
 
@@ -27,6 +27,7 @@ class Decision:
     checks: list  # (Reading, Check) for every passage checked, in reading order
     reason: str
     conflict: object | None = None  # a Reading of another document giving another value
+    not_read: list = field(default_factory=list)  # passages the gate kept from the reader, with why
 
 
 def decide(question: str, readings: list, question_language: str, answer_threshold: float, refusal_params) -> Decision:
