@@ -208,9 +208,14 @@ class Reader:
         weights = Path(directory) / WEIGHTS_FILE
         if not weights.exists():
             raise ReaderModelError(f"reader weights {weights} missing: {RETRAIN_HINT}")
-        self.max_len = int(cfg.get("infer_max_len", 384))
-        self.stride = int(cfg.get("infer_stride", 128))
-        self.max_answer_tokens = int(cfg.get("max_answer_tokens", 30))
+        # the windows and span length the reader was trained and evaluated with: from its card
+        # only (a fallback here once disagreed with training: 384 / 30 against 256 / 40)
+        missing = [k for k in ("infer_max_len", "infer_stride", "max_answer_tokens") if k not in cfg]
+        if missing:
+            raise ReaderModelError(f"{directory / CARD_FILE} lacks {', '.join(missing)}: {RETRAIN_HINT}")
+        self.max_len = int(cfg["infer_max_len"])
+        self.stride = int(cfg["infer_stride"])
+        self.max_answer_tokens = int(cfg["max_answer_tokens"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(base_path))
         net = build_network(base_path)
         freeze_lower(net, int(cfg["n_frozen"]))

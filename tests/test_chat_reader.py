@@ -170,6 +170,15 @@ def test_weights_for_another_base_model_are_refused_with_what_to_run(tmp_path):
         Reader(base_model_path(), tmp_path / "missing")
 
 
+def test_a_card_without_its_window_settings_is_refused(tmp_path):
+    shutil.copytree(READER_DIR, tmp_path / "reader")
+    card = json.loads((tmp_path / "reader" / "reader.json").read_text())
+    del card["config"]["infer_max_len"]
+    (tmp_path / "reader" / "reader.json").write_text(json.dumps(card))
+    with pytest.raises(ReaderModelError, match="infer_max_len"):
+        Reader(base_model_path(), tmp_path / "reader")
+
+
 def test_training_command_is_seeded_and_resumes(tmp_path):
     """Two fresh probe runs give the same weights; a third run resumes from the checkpoint."""
     def run(out, work):
