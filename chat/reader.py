@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -235,7 +236,10 @@ class Reader:
         # dynamic quantisation was tried and halved CMRC F1 (chat/README.md)
         from index.embedding import native_bfloat16
 
-        self.bf16 = bool(cfg.get("infer_bf16", True)) and native_bfloat16()
+        # CLUSTERQA_READER_BF16=1 / 0 forces one or the other (tests run both ways: the answers
+        # must not depend on the CPU); bfloat16 without native support is slow but exact to its type
+        forced = os.environ.get("CLUSTERQA_READER_BF16", "").strip()
+        self.bf16 = forced == "1" if forced in ("0", "1") else bool(cfg.get("infer_bf16", True)) and native_bfloat16()
         self.net = net
         self.threads = threads
         self._lock = threading.Lock()  # one forward at a time

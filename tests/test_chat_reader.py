@@ -221,3 +221,11 @@ def test_freed_memory_trapped_in_the_heap_goes_back_to_the_kernel():
     reader_module.return_freed_memory()
     assert before - _rss_mb() > 100, (before, _rss_mb())
     assert pinned.sum() == len(pinned)
+
+
+def test_bfloat16_can_be_forced_either_way(monkeypatch):
+    # the suite is run once with CLUSTERQA_READER_BF16=1 and once with 0 (docs/benchmarks.md):
+    # no expectation may depend on whether the CPU has native bfloat16
+    for forced, expected in (("1", True), ("0", False)):
+        monkeypatch.setenv("CLUSTERQA_READER_BF16", forced)
+        assert Reader(base_model_path()).bf16 is expected
