@@ -148,6 +148,19 @@ def save_weights(net, directory: Path, card: dict) -> None:
     card_tmp.replace(directory / CARD_FILE)
 
 
+def use_bfloat16(wanted: bool = True) -> bool:
+    """Whether the reader computes in bfloat16 (inference and training): where the CPU does it
+    natively (AVX512-BF16/AMX); elsewhere it is emulated, about 5x slower than float32.
+    CLUSTERQA_READER_BF16=1 / 0 forces one or the other (the tests are run both ways: no
+    expectation may depend on the CPU)."""
+    from index.embedding import native_bfloat16
+
+    forced = os.environ.get("CLUSTERQA_READER_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return wanted and native_bfloat16()
+
+
 def read_card(directory: Path = READER_DIR) -> dict:
     path = Path(directory) / CARD_FILE
     if not path.exists():
@@ -234,12 +247,7 @@ class Reader:
         net.eval()
         # bfloat16 matrix products where the CPU has them natively (AVX512-BF16/AMX); int8
         # dynamic quantisation was tried and halved CMRC F1 (chat/README.md)
-        from index.embedding import native_bfloat16
-
-        # CLUSTERQA_READER_BF16=1 / 0 forces one or the other (tests run both ways: the answers
-        # must not depend on the CPU); bfloat16 without native support is slow but exact to its type
-        forced = os.environ.get("CLUSTERQA_READER_BF16", "").strip()
-        self.bf16 = forced == "1" if forced in ("0", "1") else bool(cfg.get("infer_bf16", True)) and native_bfloat16()
+        self.bf16 = use_bfloat16(bool(cfg.get("infer_bf16", True)))
         self.net = net
         self.threads = threads
         self._lock = threading.Lock()  # one forward at a time

@@ -203,7 +203,8 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from chat.reader import base_fingerprint, build_network, freeze_lower, return_freed_memory, save_weights, trained_state
+    from chat.reader import (base_fingerprint, build_network, freeze_lower, return_freed_memory, save_weights,
+                             trained_state, use_bfloat16)
     from index.embedding import base_model_path
 
     torch.set_num_threads(threads)
@@ -255,13 +256,16 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
         step = state["step"]
         print(f"[train_reader] resuming at step {step}/{total} from {ckpt}", file=sys.stderr)
 
+    # bfloat16 where the CPU has it natively (the committed reader was trained so); emulated
+    # it costs ~5x float32, so other hosts train in float32 (the card says which)
+    bf16 = use_bfloat16()
     bce = torch.nn.BCEWithLogitsLoss()
     net.train()
     bar = tqdm(total=total, initial=step, desc="train reader", disable=not progress, file=sys.stderr)
     losses = []
     while step < total:
         ids, mask, cmask, s, e, y = collate(examples, epochs_batches[step], tokenizer.pad_token_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             start, end, ans = net(ids, mask)
         start = start.masked_fill(~cmask, -1e4)
         end = end.masked_fill(~cmask, -1e4)
@@ -300,6 +304,7 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
         "train_questions": len(rows),
         "train_wall_s": round(time.time() - started, 1),
         "threads": threads,
+        "train_bf16": bf16,
         "training_data_sha256": splits.file_hashes(),
         "split": {"held_out_share": splits.HELD_OUT_SHARE, "squad_held_out_articles": splits.SQUAD_HELD_OUT_ARTICLES},
         "final_loss_mean_last_100": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
@@ -364,6 +369,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (probe)")
     ap.add_argument("--max-examples", type=int, default=TrainConfig.max_examples)
     ap.add_argument("--epochs", type=float, default=TrainConfig.epochs)
+    ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--seed", type=int, default=TrainConfig.seed)
     ap.add_argument("--threads", type=int, default=2,
                     help="torch threads; results are reproducible for the same count (the committed reader: 2)")
@@ -371,7 +377,7 @@ def main(argv=None) -> None:
     ap.add_argument("--limit-questions", type=int, default=0, help="train on a seeded sample of N questions (probe)")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     args = ap.parse_args(argv)
-    cfg = TrainConfig(seed=args.seed, epochs=args.epochs, max_examples=args.max_examples)
+    cfg = TrainConfig(seed=args.seed, epochs=args.epochs, max_examples=args.max_examples, batch_size=args.batch_size)
     if args.fresh:
         for old in args.work_dir.glob(f"{cfg.key()}-*/checkpoint.pt"):
             old.unlink()

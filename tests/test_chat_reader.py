@@ -182,7 +182,7 @@ def test_a_card_without_its_window_settings_is_refused(tmp_path):
 def test_training_command_is_seeded_and_resumes(tmp_path):
     """Two fresh probe runs give the same weights; a third run resumes from the checkpoint."""
     def run(out, work):
-        cmd = [sys.executable, "-m", "eval.train_reader", "--max-steps", "3", "--limit-questions", "120",
+        cmd = [sys.executable, "-m", "eval.train_reader", "--max-steps", "3", "--batch-size", "4", "--limit-questions", "120",
                "--no-eval", "--threads", "1", "--out", str(out), "--work-dir", str(work)]
         # a probe on the bundled samples of the training files (tests/data/bench): same code path,
         # no need for the full files
