@@ -285,18 +285,8 @@ class ChatEngine:
         The top passage is read alone first: when its score reaches the fitted confident
         threshold the others would not have changed the answer (measured on the held-out
         split), so they are not read and the answer costs a third of the reading."""
-        from ingest.script import to_simplified
-
         n = min(len(hits), n)
-        # passages are canonical Simplified and the reader was trained on Simplified text
-        question = to_simplified(question)
-        language = query_language(question)
-
-        def read(batch: list) -> list[Reading]:
-            predictions = self.reader.read(question, [h.chunk.text for h in batch])
-            return [Reading(h, p, self.params.score(passage_features(h, p, language)))
-                    for h, p in zip(batch, predictions)]
-
+        read = lambda batch: self._read_batch(question, batch)  # noqa: E731
         confident = self.params.confident_threshold
         if early_exit and confident is not None and n > 1:
             first = read(hits[:1])
@@ -306,15 +296,19 @@ class ChatEngine:
         done.sort(key=lambda r: -r.rank_score)
         return done + [Reading(h, None, float("-inf")) for h in hits[len(done):]]
 
-    def _read_more(self, question: str, readings: list[Reading], hits: list) -> list[Reading]:
-        """`readings` with `hits` (passages it holds unread) read too, re-ordered."""
+    def _read_batch(self, question: str, hits: list) -> list[Reading]:
+        """The reader's predictions for these passages, each with its calibrated score."""
         from ingest.script import to_simplified
 
+        # passages are canonical Simplified and the reader was trained on Simplified text
         question = to_simplified(question)
         language = query_language(question)
         predictions = self.reader.read(question, [h.chunk.text for h in hits])
-        fresh = {id(h): Reading(h, p, self.params.score(passage_features(h, p, language)))
-                 for h, p in zip(hits, predictions)}
+        return [Reading(h, p, self.params.score(passage_features(h, p, language))) for h, p in zip(hits, predictions)]
+
+    def _read_more(self, question: str, readings: list[Reading], hits: list) -> list[Reading]:
+        """`readings` with `hits` (passages it holds unread) read too, re-ordered."""
+        fresh = {id(r.hit): r for r in self._read_batch(question, hits)}
         done = [r for r in readings if r.prediction is not None] + list(fresh.values())
         done.sort(key=lambda r: -r.rank_score)
         return done + [r for r in readings if r.prediction is None and id(r.hit) not in fresh]
