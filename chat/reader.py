@@ -255,6 +255,9 @@ class Reader:
         self._tokenizer_lock = threading.Lock()
         self._pending: list[_ReadJob] = []
         self._last_trim = time.monotonic()
+        # what the reader has computed since load (bench/read_cost.py): forwards, windows, and
+        # tokens (windows x forward width, padding included: what the network really ran on)
+        self.counters = {"forwards": 0, "windows": 0, "tokens": 0}
 
     def read(self, question: str, passages: list[str]) -> list[SpanPrediction]:
         """One prediction per passage (same order)."""
@@ -317,6 +320,9 @@ class Reader:
         pad = self.tokenizer.pad_token_id
         try:
             ids = torch.tensor([(i + [pad] * width)[:width] for i, _ in rows])
+            self.counters["forwards"] += 1
+            self.counters["windows"] += len(rows)
+            self.counters["tokens"] += len(rows) * width
             mask = torch.tensor([(m + [0] * width)[:width] for _, m in rows])
             with torch.inference_mode():
                 prev = torch.get_num_threads()
