@@ -215,7 +215,8 @@ class Reader:
 
     def __init__(self, base_path: str | Path, directory: Path = READER_DIR, threads: int | None = None):
         from safetensors.torch import load_file
-        from transformers import AutoTokenizer
+
+        from index.embedding import shared_tokenizer
 
         self.card = read_card(directory)
         cfg = self.card["config"]
@@ -230,7 +231,8 @@ class Reader:
         self.max_len = int(cfg["infer_max_len"])
         self.stride = int(cfg["infer_stride"])
         self.max_answer_tokens = int(cfg["max_answer_tokens"])
-        self.tokenizer = AutoTokenizer.from_pretrained(str(base_path))
+        # the query encoder's tokenizer (the same base model): shared, with its lock
+        self.tokenizer, self._tokenizer_lock = shared_tokenizer(base_path)
         net = build_network(base_path)
         freeze_lower(net, int(cfg["n_frozen"]))
         found = base_fingerprint(net, int(cfg["n_frozen"]))
@@ -252,7 +254,6 @@ class Reader:
         self.threads = threads
         self._lock = threading.Lock()  # one forward at a time
         self._pending_lock = threading.Lock()
-        self._tokenizer_lock = threading.Lock()
         self._pending: list[_ReadJob] = []
         self._last_trim = time.monotonic()
         # what the reader has computed since load (bench/read_cost.py): forwards, windows, and

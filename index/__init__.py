@@ -8,7 +8,7 @@ from importlib import import_module
 _EXPORTS = {
     "Embedder": "index.embedding",
     "get_embedder": "index.embedding",
-    "LlamaIndexEmbedding": "index.embedding",
+    "LlamaIndexEmbedding": "index.llama_view",
     "CorpusIndex": "index.corpus",
     "Hit": "index.hybrid",
     "Fusion": "index.hybrid",

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from . import store
-from .corpus import (CorpusIndex, config_mismatches, configure_llama_index, embed_passages, ingest_files,
+from .corpus import (CorpusIndex, config_mismatches, embed_passages, ingest_files,
                      load_state, new_manifest, scan_files, tokenize_chunks)
 from .errors import IndexError_
 from .text import TOKENIZER_VERSION, titled_text
@@ -67,7 +67,6 @@ def open_index(index_dir, settings, embedder=None) -> CorpusIndex:
             "rebuild it with `python -m index build`",
             str(version / store.MANIFEST),
         )
-    configure_llama_index(embedder)
     state = load_state(version, manifest, settings, embedder)
     return CorpusIndex(settings, embedder, state, index_dir, manifest)
 
@@ -84,7 +83,6 @@ def _open_qdrant(index_dir: Path, settings, embedder=None) -> CorpusIndex:
         raise IndexError_(
             f"Qdrant collection {settings.qdrant_collection!r} was built with a different configuration "
             f"({'; '.join(mismatches)}); rebuild it with `python -m index build`", qstore.location)
-    configure_llama_index(embedder)
     return CorpusIndex(settings, embedder, qstore, index_dir, manifest)
 
 

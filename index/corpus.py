@@ -342,7 +342,7 @@ def configure_llama_index(embedder):
     if _llama_view is None or _llama_view.embedder is not embedder:
         from llama_index.core import Settings as LlamaSettings
 
-        from .embedding import LlamaIndexEmbedding
+        from .llama_view import LlamaIndexEmbedding
 
         _llama_view = LlamaIndexEmbedding(embedder)
         LlamaSettings.embed_model = _llama_view

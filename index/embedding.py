@@ -13,11 +13,9 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -90,9 +88,24 @@ class Embedder:
         else:
             self.model_id = model
             self.path = model
-        self._model = self._load(self.path)
-        self.dim = int(self._model.get_embedding_dimension())
+        # Queries: a plain mean-pooling folder (the default model) runs through transformers
+        # directly (_MeanPoolingEncoder: the same vectors, without importing sentence-transformers,
+        # 3 s of a server's cold start); passages, and every other model, through sentence-transformers.
+        self._st = None
+        self._queries = _MeanPoolingEncoder.open(self.path, self.dtype)
+        if self._queries is None:
+            self._st = self._load(self.path)
+        self.dim = int((self._queries or self._st).get_embedding_dimension())
         self.prompts = self._e5_prompts()
+
+    @property
+    def _model(self):
+        """The sentence-transformers model, loaded on first use when queries do not need it."""
+        if self._st is None:
+            with _embedders_lock:
+                if self._st is None:
+                    self._st = self._load(self.path)
+        return self._st
 
     def _load(self, name_or_path: str):
         import torch
@@ -121,7 +134,7 @@ class Embedder:
 
     def _e5_prompts(self) -> dict[str, str]:
         """The query/passage prompts: the model's own, or E5's for E5 models without them."""
-        own = dict(getattr(self._model, "prompts", None) or {})
+        own = dict(getattr(self._queries or self._st, "prompts", None) or {})
         if "query" in own and "passage" in own:
             return {"query": own["query"], "passage": own["passage"]}
         if "e5" in Path(self.path).name.lower() and "instruct" not in self.path.lower():
@@ -132,7 +145,8 @@ class Embedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(
+        model = self._queries if kind == "query" and self._queries is not None else self._model
+        vectors = model.encode(
             texts,
             prompt=self.prompts[kind] or None,
             batch_size=self.batch_size,
@@ -154,8 +168,90 @@ class Embedder:
         return f"Embedder(model_id={self.model_id!r}, dim={self.dim}, dtype={self.dtype})"
 
 
+class _MeanPoolingEncoder:
+    """A sentence-transformers folder of the plain kind (Transformer -> mean Pooling ->
+    Normalize, the default model's) run with transformers alone: what SentenceTransformer.encode
+    computes for it (the prompt prepended, padded batches truncated to max_seq_length, the mean
+    over the attention mask, unit length), tested to agree with it. Serving from a prebuilt
+    index embeds only queries, so a server never imports sentence-transformers."""
+
+    PLAIN = ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+             "sentence_transformers.models.Normalize"]
+
+    @classmethod
+    def open(cls, path: str, dtype: str) -> "_MeanPoolingEncoder | None":
+        import json
+
+        folder = Path(path).expanduser()
+        try:
+            modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+            pooling = json.loads((folder / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+            config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, IndexError, KeyError):
+            return None
+        modes = {k for k, v in pooling.items() if k.startswith("pooling_mode") and v}
+        if ([m.get("type") for m in modules] != cls.PLAIN or modules[0].get("path") != ""
+                or modes != {"pooling_mode_mean_tokens"} or not pooling.get("include_prompt", True)
+                or config.get("do_lower_case")):
+            return None
+        try:
+            return cls(folder, dtype, int(config.get("max_seq_length") or 512))
+        except Exception as exc:  # transformers raises OSError, ValueError, ...
+            raise EmbeddingModelError(f"cannot load embedding model {path!r}: {type(exc).__name__}: {exc}") from exc
+
+    def __init__(self, folder: Path, dtype: str, max_seq_length: int):
+        import json
+
+        import torch
+        from transformers import AutoModel
+
+        self.tokenizer, self.tokenizer_lock = shared_tokenizer(folder)
+        self.model = AutoModel.from_pretrained(str(folder), dtype=getattr(torch, dtype)).eval()
+        self.max_seq_length = max_seq_length
+        own = folder / "config_sentence_transformers.json"
+        self.prompts = json.loads(own.read_text(encoding="utf-8")).get("prompts", {}) if own.exists() else {}
+
+    def get_embedding_dimension(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def encode(self, texts: list[str], prompt: str | None = None, batch_size: int = 32, **_) -> np.ndarray:
+        import torch
+
+        texts = [(prompt or "") + t for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
+        out = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
+        for at in range(0, len(order), batch_size):
+            rows = order[at:at + batch_size]
+            with self.tokenizer_lock:
+                enc = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
+                                     max_length=self.max_seq_length, return_tensors="pt")
+            with torch.inference_mode():
+                hidden = self.model(**enc).last_hidden_state.float()
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out[rows] = torch.nn.functional.normalize(mean, dim=1).numpy()
+        return out
+
+
+_tokenizers: dict[str, tuple] = {}
+
+
+def shared_tokenizer(folder: str | Path) -> tuple:
+    """(tokenizer, lock): one fast tokenizer per model folder in the process (loading the e5
+    tokenizer costs 1.3 s, and the query encoder and the reader use the same one). Hold the lock
+    while calling it: its truncation and padding settings are state on the shared object, and two
+    threads tokenising at once can drop each other's (a 1,253-token window was seen)."""
+    from transformers import AutoTokenizer
+
+    key = str(Path(folder).expanduser().resolve())
+    with _embedders_lock:
+        if key not in _tokenizers:
+            _tokenizers[key] = (AutoTokenizer.from_pretrained(key), threading.Lock())
+        return _tokenizers[key]
+
+
 _embedders: dict[str, Embedder] = {}
-_embedders_lock = threading.Lock()
+_embedders_lock = threading.RLock()
 
 
 def get_embedder(settings: "Settings") -> Embedder:
@@ -189,43 +285,10 @@ def base_model_path(settings: "Settings | None" = None) -> Path:
     return Path(settings.embed_model).expanduser()
 
 
-class LlamaIndexEmbedding(BaseEmbedding):
-    """llama-index view of an Embedder: queries get the query prompt, texts the passage one.
+def __getattr__(name: str):
+    # the llama-index view lives apart: importing llama-index costs 1.4 s of a server's cold start
+    if name == "LlamaIndexEmbedding":
+        from .llama_view import LlamaIndexEmbedding
 
-    Pass it explicitly (e.g. VectorStoreIndex(..., embed_model=...)); nothing global is set.
-    """
-
-    _embedder: Embedder = PrivateAttr()
-
-    def __init__(self, embedder: Embedder, **kwargs: Any):
-        kwargs.setdefault("model_name", embedder.model_id)
-        kwargs.setdefault("embed_batch_size", embedder.batch_size)
-        super().__init__(**kwargs)
-        self._embedder = embedder
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "ClusterQAEmbedding"
-
-    @property
-    def embedder(self) -> Embedder:
-        return self._embedder
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._embedder.encode_queries([query])[0].tolist()
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._embedder.encode_passages([text])[0].tolist()
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embedder.encode_passages(texts).tolist()
-
-    # The model runs on local CPU threads; there is nothing to await.
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
-
-    async def _aget_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embedding(text)
-
-    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._get_text_embeddings(texts)
+        return LlamaIndexEmbedding
+    raise AttributeError(name)

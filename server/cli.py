@@ -40,11 +40,13 @@ def main(argv: list[str] | None = None) -> None:
 
     configure_logging(settings)  # text or JSON lines, every line with its request id
 
-    from .factory import create_app
     from .service import Service
 
+    # the index loader first: building the page (Gradio, FastAPI routes) runs beside it
     service = Service(settings)
     service.start()
+    from .factory import create_app
+
     app = create_app(settings, service)
 
     import uvicorn

@@ -42,6 +42,9 @@ def messages_of(turns: list[dict]) -> list[dict]:
 
 
 def build_ui(service, settings):
+    from .gradio_import import install
+
+    install()  # before the first `import gradio` (server/gradio_import.py)
     import gradio as gr
 
     def respond(question: str, turns: list[dict]):
@@ -192,6 +195,9 @@ def build_admin_ui(gr, service, settings) -> None:
 
 def mount_ui(app, service, settings) -> None:
     """The Gradio page at / (mounted last: earlier routes win)."""
+    from .gradio_import import install
+
+    install()  # before the first `import gradio` (server/gradio_import.py)
     import gradio as gr
 
     theme = gr.themes.Soft(

@@ -206,3 +206,26 @@ def test_killed_conversion_leaves_no_model_and_is_redone(tmp_path, embedder):
     marker = json.loads((target / convert.MARKER).read_text())
     assert marker["mtime_ns"] == src.stat().st_mtime_ns
     assert not list(models.glob(".tmp-*"))
+
+
+def test_queries_skip_sentence_transformers_with_the_same_vectors(embedder):
+    """The default model's queries run through transformers alone (a server's cold start does
+    not import sentence-transformers); they must be what sentence-transformers computes."""
+    assert embedder._queries is not None, "the default model is a plain mean-pooling folder"
+    ours = embedder.encode_queries(TEXTS + [LONG_ZH * 8])  # one longer than max_seq_length
+    st = embedder._model.encode(TEXTS + [LONG_ZH * 8], prompt=embedder.prompts["query"], convert_to_numpy=True,
+                                normalize_embeddings=True)
+    assert np.abs(ours - np.asarray(st, dtype=np.float32)).max() < 1e-4
+
+
+def test_opening_an_index_imports_neither_sentence_transformers_nor_llama_index(test_settings, tmp_path):
+    """What a server loads before it is ready (cold start): a prebuilt index, its query encoder."""
+    from index import build_index
+
+    build_index([REPO / "data" / "corpus" / "seed"], test_settings, index_dir=tmp_path / "index")
+    code = ("import sys; from index import open_index; from settings import load_settings; "
+            f"i = open_index({str(tmp_path / 'index')!r}, load_settings(env={{}})); "
+            "i.retrieve('集群'); print(sorted(m for m in ('sentence_transformers', 'llama_index') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -479,3 +479,17 @@ def test_sigterm_during_an_index_update_leaves_the_previous_index_intact(ops, tm
     assert {k: after.get(k) for k in before} == before  # nothing of the live index changed
     log = server.log_path.read_text(errors="replace")
     assert "abandoned" in log and "Traceback" not in log
+
+
+def test_gradio_is_imported_without_its_stub_writer():
+    """server/gradio_import.py: Gradio's import-time .pyi writer is off (2.5 s of cold start)
+    and the page's components still build."""
+    import subprocess
+    import sys
+
+    code = ("import server.gradio_import as g; g.install(); import gradio as gr, gradio.component_meta as m; "
+            "assert m.create_or_modify_pyi('x', 'y', []) is None; "
+            "b = gr.Blocks(); b.__enter__(); gr.Chatbot(); gr.Textbox(); b.__exit__(None, None, None); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
