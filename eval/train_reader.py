@@ -316,8 +316,10 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
     return card
 
 
-def evaluate_held_out(reader_dir: Path, limit: int = 0, progress: bool = True) -> dict:
-    """Gold-paragraph EM/F1 per held-out file (none of it was trained on)."""
+def evaluate_held_out(reader_dir: Path, limit: int = 0, progress: bool = True, select_sentences: bool = False) -> dict:
+    """Gold-paragraph EM/F1 per held-out file (none of it was trained on): the whole paragraph
+    in overlapping windows, or (select_sentences) the one window of its sentences that match the
+    question, as the answer path reads a passage by default (chat/reader/reading.py)."""
     from tqdm import tqdm
 
     from chat.reader import Reader
@@ -325,7 +327,7 @@ def evaluate_held_out(reader_dir: Path, limit: int = 0, progress: bool = True) -
 
     from .em_f1 import em_f1
 
-    reader = Reader(base_model_path(), reader_dir)
+    reader = Reader(base_model_path(), reader_dir, select_sentences=select_sentences)
     out = {}
     for name, rows in held_out_rows().items():
         rows = rows[:limit] if limit else rows
@@ -376,7 +378,14 @@ def main(argv=None) -> None:
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     ap.add_argument("--limit-questions", type=int, default=0, help="train on a seeded sample of N questions (probe)")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    ap.add_argument("--eval-only", choices=("whole", "sentences"),
+                    help="train nothing: the held-out EM/F1 of the reader in --out, reading whole paragraphs "
+                         "or the selected window of their sentences")
     args = ap.parse_args(argv)
+    if args.eval_only:
+        figures = evaluate_held_out(args.out, select_sentences=args.eval_only == "sentences")
+        print(json.dumps({f"held_out_{args.eval_only}": figures}, ensure_ascii=False, indent=2))
+        return
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, max_examples=args.max_examples, batch_size=args.batch_size)
     if args.fresh:
         for old in args.work_dir.glob(f"{cfg.key()}-*/checkpoint.pt"):

@@ -151,6 +151,16 @@ def check_embedding(fitted: Fitted, settings) -> None:
         raise FittedMismatchError("\n".join(problems))
 
 
+def check_reader_weights(fitted: Fitted, weights: Path) -> None:
+    """Refuses the reader calibration for a reader other than the one it was fitted on (an
+    operator's `reader_dir`): its scores would be weighed and thresholded wrongly."""
+    wanted = fitted.reader.depends_on.get("reader_weights_sha256")
+    have = file_sha256(Path(weights))
+    if "reader" not in _refitting and wanted is not None and wanted != have:
+        raise FittedMismatchError(_mismatch("reader", "reader_weights_sha256", wanted, have, FITTED_PATH)
+                                  + f" The reader in use is {weights}.")
+
+
 def _mismatch(section: str, key: str, wanted, have, path: Path) -> str:
     return (f"{path.name}: the {section} parameters were fitted for {key} {json.dumps(wanted)}, "
             f"but {key} is now {json.dumps(have)}. Refit them: {REFIT[section]} "

@@ -1,4 +1,4 @@
-"""The trained reader (chat/reader.py) and its training command, with the real model."""
+"""The trained reader (chat/reader/) and its training command, with the real model."""
 
 from __future__ import annotations
 
@@ -57,15 +57,15 @@ def test_span_edges_drop_punctuation_and_a_trailing_de_but_keep_a_lone_character
 
 
 def test_forwards_come_in_few_widths_and_padding_to_them_changes_no_answer(reader, monkeypatch):
-    from chat import reader as reader_module
+    from chat.reader import batching
 
-    assert [reader_module._rounded_width(n, 512) for n in (1, 64, 65, 500, 512)] == [64, 64, 128, 512, 512]
-    assert reader_module._rounded_width(30, 40) == 40  # never past the windows' own padded length
+    assert [batching.rounded_width(n, 512) for n in (1, 64, 65, 500, 512)] == [64, 64, 128, 512, 512]
+    assert batching.rounded_width(30, 40) == 40  # never past the windows' own padded length
     widths = []
     run = reader.net.forward
     monkeypatch.setattr(reader.net, "forward", lambda ids, mask: (widths.append(ids.shape[1]), run(ids, mask))[1])
     rounded = reader.read("沙特计划建设多少个医疗集群？", [PASSAGE])[0]
-    monkeypatch.setattr(reader_module, "WIDTH_STEP", 1)
+    monkeypatch.setattr(batching, "WIDTH_STEP", 1)
     exact = reader.read("沙特计划建设多少个医疗集群？", [PASSAGE])[0]
     assert widths[0] % 64 == 0 and widths[1] < widths[0]
     assert (rounded.start, rounded.end) == (exact.start, exact.end)
@@ -86,10 +86,31 @@ def test_reader_reads_across_languages(reader):
     assert "200" in zh.text
 
 
-def test_long_passages_are_read_in_windows(reader):
+@pytest.mark.parametrize("select", [False, True])
+def test_long_passages_are_read_in_windows(reader, monkeypatch, select):
+    monkeypatch.setattr(reader, "select_sentences", select)
     long = "无关的句子。" * 300 + PASSAGE
+    before = dict(reader.counters)
     pred = reader.read("沙特计划建设多少个医疗集群？", [long])[0]
     assert "21" in pred.text and long[pred.start:pred.end] == pred.text
+    windows = reader.counters["windows"] - before["windows"]
+    assert windows == 1 if select else windows > 5  # selected: the one window of the sentences that match
+
+
+def test_a_long_passage_is_read_as_the_window_of_its_matching_sentences(reader):
+    from chat.reader.reading import SELECTED_WINDOW_TOKENS, select_window
+
+    filler = "欧盟通过多项政策推进绿色与数字化转型，构建跨区域创新生态系统。" * 12
+    long = filler + PASSAGE + filler
+    start, end = select_window(reader.tokenizer, "沙特计划建设多少个医疗集群？", long, SELECTED_WINDOW_TOKENS)
+    assert "沙特计划建设21个医疗集群" in long[start:end]
+    assert len(reader.tokenizer("沙特计划建设多少个医疗集群？", long[start:end])["input_ids"]) <= SELECTED_WINDOW_TOKENS
+    assert 0 < start and end < len(long)
+    # nothing to choose by: a passage that fits, or a question in the other language -> the whole passage
+    assert select_window(reader.tokenizer, "沙特计划建设多少个医疗集群？", PASSAGE, 192) == (0, len(PASSAGE))
+    assert select_window(reader.tokenizer, "How many medical clusters does Saudi Arabia plan?", long, 192) == (0, len(long))
+    pred = reader.read("沙特计划建设多少个医疗集群？", [long])[0]
+    assert "21" in pred.text and long[pred.start:pred.end] == pred.text and pred.start > len(filler)
 
 
 def _wait_for(condition, timeout=30.0):
@@ -108,20 +129,21 @@ def test_concurrent_reads_share_one_forward_and_get_their_own_answers(reader):
                  ("集群是什么形式？", ["无关的句子。" * 200 + PASSAGE])]
     alone = [reader.read(q, ps) for q, ps in questions]
     batches = []
-    run = reader._run
-    reader._run = lambda batch: (batches.append(len(batch)), run(batch))[1]
+    batcher = reader._batcher
+    run = batcher._run
+    batcher._run = lambda batch: (batches.append(len(batch)), run(batch))[1]
     try:
         results = [None] * len(questions)
-        with reader._lock:  # hold the network so that all four wait, then let them go
+        with batcher._lock:  # hold the network so that all four wait, then let them go
             threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, reader.read(*questions[i])))
                        for i in range(len(questions))]
             for t in threads:
                 t.start()
-            _wait_for(lambda: len(reader._pending) == len(questions))
+            _wait_for(lambda: len(batcher._pending) == len(questions))
         for t in threads:
             t.join(60)
     finally:
-        del reader._run
+        batcher._run = run
     assert batches[0] == len(questions)  # one forward read every waiting request
     for got, want in zip(results, alone):
         assert [(p.start, p.end) for p in got] == [(p.start, p.end) for p in want]
@@ -137,12 +159,12 @@ def test_a_failing_forward_fails_every_waiting_request_and_the_reader_recovers(r
 
     reader.net = broken
     try:
-        with reader._lock:
+        with reader._batcher._lock:
             threads = [threading.Thread(target=lambda: _record_error(errors, reader))
                        for _ in range(3)]
             for t in threads:
                 t.start()
-            _wait_for(lambda: len(reader._pending) == 3)
+            _wait_for(lambda: len(reader._batcher._pending) == 3)
         for t in threads:
             t.join(30)
             assert not t.is_alive()  # nobody hangs
@@ -211,14 +233,14 @@ def test_freed_memory_trapped_in_the_heap_goes_back_to_the_kernel():
     glibc's heap (the soak's RSS growth) until malloc_trim returns it."""
     import numpy as np
 
-    from chat import reader as reader_module
+    from chat.reader import batching
 
-    assert reader_module._release is not None, "malloc_trim not found: the server's RSS would grow"
+    assert batching._release is not None, "malloc_trim not found: the server's RSS would grow"
     blocks = [np.ones(64 * 1024 // 8) for _ in range(3000)]  # 192 MB of heap chunks (below mmap's threshold)
     pinned = blocks[-1]  # keeps the heap's top in use, so free() alone cannot shrink it
     del blocks
     before = _rss_mb()
-    reader_module.return_freed_memory()
+    batching.return_freed_memory()
     assert before - _rss_mb() > 100, (before, _rss_mb())
     assert pinned.sum() == len(pinned)
 
@@ -229,3 +251,25 @@ def test_bfloat16_can_be_forced_either_way(monkeypatch):
     for forced, expected in (("1", True), ("0", False)):
         monkeypatch.setenv("CLUSTERQA_READER_BF16", forced)
         assert Reader(base_model_path()).bf16 is expected
+
+
+def test_an_operator_can_point_at_another_reader_and_its_calibration_is_checked(tmp_path, corpus_index, test_settings):
+    """Settings.reader_dir: the engine loads the reader found there; the calibration (fitted for
+    the committed weights, by sha256) is refused for other weights, with the command to refit."""
+    import dataclasses
+
+    from chat import ChatEngine
+    from index.fitted import FittedMismatchError
+
+    same = tmp_path / "same"
+    shutil.copytree(READER_DIR, same, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    engine = ChatEngine(corpus_index, dataclasses.replace(test_settings, reader_dir=same))
+    assert Path(engine.reader.directory) == same
+    assert engine.ask("沙特计划建设多少个医疗集群？").answered
+
+    other = tmp_path / "other"
+    shutil.copytree(same, other)
+    with open(other / "reader.safetensors", "ab") as f:
+        f.write(b"\0")  # other bytes: other weights as far as the calibration can tell
+    with pytest.raises(FittedMismatchError, match=r"reader_weights_sha256.*python -m eval\.calibrate_reader"):
+        ChatEngine(corpus_index, dataclasses.replace(test_settings, reader_dir=other))
