@@ -58,9 +58,10 @@ class Settings:
     reader_passages: int = 3  # how many of the top passages the reader reads (speed: chat/README)
     # the trained reader to load: its weights and card (chat/reader/network.py)
     reader_dir: Path = REPO_ROOT / "chat" / "reader"
-    # a passage longer than one window: "sentences" reads the one window of its sentences that
-    # share most of the question's words; "whole" reads all of it in overlapping windows (slower)
-    reader_window: str = "sentences"
+    # a passage longer than one window: "whole" reads all of it in overlapping windows;
+    # "sentences" reads the one window of its sentences that share most of the question's words:
+    # faster, and it costs some quality (docs/benchmarks.md#speed), so it is an option
+    reader_window: str = "whole"
     # when none of those is in the other language than the question, the reader also reads the
     # best this many of the other language (chat/README "Across languages"); 0 = never
     cross_language_passages: int = 2
@@ -162,6 +163,6 @@ def load_settings(config_file: str | Path | None = None, env: dict | None = None
             values[name] = _coerce(name, f.type, raw)
 
     values.update(overrides)
-    if values.get("reader_window", "sentences") not in ("sentences", "whole"):
+    if values.get("reader_window", "whole") not in ("sentences", "whole"):
         raise SettingsError(f"setting 'reader_window': {values['reader_window']!r} is not 'sentences' or 'whole'")
     return Settings(**values)

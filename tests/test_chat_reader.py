@@ -97,8 +97,14 @@ def test_long_passages_are_read_in_windows(reader, monkeypatch, select):
     assert windows == 1 if select else windows > 5  # selected: the one window of the sentences that match
 
 
-def test_a_long_passage_is_read_as_the_window_of_its_matching_sentences(reader):
+def test_a_long_passage_is_read_as_the_window_of_its_matching_sentences(reader, monkeypatch):
     from chat.reader.reading import SELECTED_WINDOW_TOKENS, select_window
+    from settings import SettingsError, load_settings
+
+    monkeypatch.setattr(reader, "select_sentences", True)  # Settings.reader_window = "sentences"
+    assert load_settings(env={"CLUSTERQA_READER_WINDOW": "sentences"}).reader_window == "sentences"
+    with pytest.raises(SettingsError, match="reader_window"):
+        load_settings(env={}, reader_window="half")
 
     filler = "欧盟通过多项政策推进绿色与数字化转型，构建跨区域创新生态系统。" * 12
     long = filler + PASSAGE + filler

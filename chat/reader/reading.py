@@ -138,7 +138,7 @@ class Reader:
     """Loads the trained reader once; `read()` is thread-safe and batches concurrent reads."""
 
     def __init__(self, base_path: str | Path, directory: Path = READER_DIR, threads: int | None = None,
-                 select_sentences: bool = True):
+                 select_sentences: bool = False):
         from safetensors.torch import load_file
 
         from index.embedding import shared_tokenizer
@@ -271,7 +271,7 @@ _cached: dict = {}
 _cached_lock = threading.Lock()
 
 
-def get_reader(base_path: str | Path, directory: Path = READER_DIR, select_sentences: bool = True) -> Reader:
+def get_reader(base_path: str | Path, directory: Path = READER_DIR, select_sentences: bool = False) -> Reader:
     """One Reader per (base model, weights, window choice) in the process."""
     key = (str(base_path), str(Path(directory).resolve()), select_sentences)
     with _cached_lock:
