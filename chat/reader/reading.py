@@ -28,7 +28,7 @@ class SpanPrediction:
 
 
 # the selected window's length, question included (bench/read_cost.py, docs/benchmarks.md:
-# against whole passages in 256-token windows, 192 read 25 % fewer tokens on the question bank)
+# against whole passages in 256-token windows, 192 read 27 % fewer tokens on the question bank)
 SELECTED_WINDOW_TOKENS = 192
 
 
