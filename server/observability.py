@@ -335,31 +335,19 @@ class ObservedEngine:
 
 
 def _instrument_reader(reader, service) -> None:
-    """Counts the reader's forwards and their windows. chat exposes no hook for this, so the
-    reader instance's `_run(batch)` (one network forward over the batched jobs' windows) is
-    wrapped; if chat renames it, the reader metrics simply stay at zero."""
-    run = getattr(reader, "_run", None)
-    if run is None or getattr(run, "_clusterqa_observed", False):
+    """Counts the reader's forwards and their windows (chat/reader: `forward_observers`, called
+    after every network forward with its windows and seconds)."""
+    observers = getattr(reader, "forward_observers", None)
+    if observers is None or any(getattr(o, "_clusterqa_observed", False) for o in observers):
         return
 
-    def observed_run(batch):
-        t0 = time.perf_counter()
-        try:
-            return run(batch)
-        finally:
-            metrics = getattr(service, "metrics", None)
-            if metrics is not None:
-                try:
-                    metrics.reader_forward(sum(len(getattr(job, "ids", ())) for job in batch),
-                                           time.perf_counter() - t0)
-                except Exception:
-                    pass
+    def observe(windows: int, seconds: float) -> None:
+        metrics = getattr(service, "metrics", None)
+        if metrics is not None:
+            metrics.reader_forward(windows, seconds)
 
-    observed_run._clusterqa_observed = True
-    try:
-        reader._run = observed_run
-    except AttributeError:
-        pass
+    observe._clusterqa_observed = True
+    observers.append(observe)
 
 
 # --- the request observer (outermost ASGI layer) ----------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,8 @@ class Reader:
         # what the reader has computed since load (bench/read_cost.py): forwards, windows, and
         # tokens (windows x forward width, padding included: what the network really ran on)
         self.counters = {"forwards": 0, "windows": 0, "tokens": 0}
+        # called after every forward with (windows, seconds): the server's metrics
+        self.forward_observers: list = []
 
     def read(self, question: str, passages: list[str]) -> list[SpanPrediction]:
         """One prediction per passage (same order)."""
@@ -221,6 +224,7 @@ class Reader:
     def _run(self, batch: list[ReadJob]) -> None:
         import torch
 
+        started = time.perf_counter()
         rows = [(i, m) for job in batch for i, m in zip(job.ids, job.masks)]
         # pad (or trim padding) to the longest window, rounded up: padded positions are masked out
         width = rounded_width(max(sum(m) for _, m in rows), max(len(i) for i, _ in rows))
@@ -251,6 +255,11 @@ class Reader:
             n = len(job.ids)
             job.result = (start[k:k + n], end[k:k + n], answerable[k:k + n])
             k += n
+        for observe in self.forward_observers:
+            try:
+                observe(len(rows), time.perf_counter() - started)
+            except Exception:  # a metrics failure must not fail the answers
+                pass
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
