@@ -1,4 +1,4 @@
-"""Train the reader (chat/reader.py) on the training files only: one seeded, resumable command.
+"""Train the reader (chat/reader/) on the training files only: one seeded, resumable command.
 
     .venv/bin/python -m eval.train_reader                 # train, evaluate on the held-out split, save
     .venv/bin/python -m eval.train_reader --max-steps 20  # a quick probe (tests use this)
@@ -319,7 +319,7 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
 def evaluate_held_out(reader_dir: Path, limit: int = 0, progress: bool = True, select_sentences: bool = False) -> dict:
     """Gold-paragraph EM/F1 per held-out file (none of it was trained on): the whole paragraph
     in overlapping windows, or (select_sentences) the one window of its sentences that match the
-    question, as the answer path reads a passage by default (chat/reader/reading.py)."""
+    question, as the answer path does with `Settings.reader_window = "sentences"` (chat/reader/reading.py)."""
     from tqdm import tqdm
 
     from chat.reader import Reader
@@ -350,7 +350,7 @@ def reexec_with_jemalloc(argv: list[str]) -> None:
     when it is installed (.ci/install installs it); otherwise train as is. jemalloc keeps its
     freed pages (decay off): returning them after 10 s cost 4.5 s a step instead of 2.4 s
     (40% of the CPU in the kernel, measured 2026-12-02). Batches differ in width, so the kept
-    pages grow (17.9 GB by step 1,096 once); `chat.reader.return_freed_memory` hands them back at every
+    pages grow (17.9 GB by step 1,096 once); `chat.reader.return_freed_memory` (chat/reader/batching.py) hands them back at every
     checkpoint instead."""
     if not JEMALLOC.exists() or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
         return
