@@ -55,12 +55,11 @@ def encode_windows(tokenizer, question: str, passage: str, max_len: int, stride:
 
 def select_window(tokenizer, question: str, passage: str, max_len: int) -> tuple[int, int]:
     """The characters of `passage` to read when question and passage do not fit one window of
-    `max_len` tokens: the sentence sharing most of the question's words and numbers (the rarer
-    in the passage, the more), and its
-    neighbours (the one sharing more first, the following one on a tie) while they fit. The whole
-    passage (overlapping windows) when it fits, when a sentence alone does not, or when no
-    sentence shares a word with the question, or question and passage are in different languages
-    (nothing to choose by)."""
+    `max_len` tokens: the sentence sharing most of the question's words and numbers (a word
+    weighing more the fewer sentences hold it), and its neighbours (the one sharing more first,
+    the following one on a tie) while they fit. The whole passage (overlapping windows) when it
+    fits, when one sentence alone does not, when no sentence shares a word with the question, or
+    when question and passage are in different languages (nothing to choose by)."""
     from ingest.chunking import split_sentences
 
     q_tokens = min(len(tokenizer(question, add_special_tokens=False)["input_ids"]), 64)
@@ -95,6 +94,7 @@ def select_window(tokenizer, question: str, passage: str, max_len: int) -> tuple
 
 
 def _is_chinese(text: str) -> bool:
+    """Mostly Chinese characters among the letters (a Chinese passage quoting English names is)."""
     han = len(re.findall(r"[\u4e00-\u9fff]", text))
     return han >= 0.3 * max(1, len(re.findall(r"[\u4e00-\u9fffA-Za-z]", text)))
 
