@@ -40,7 +40,14 @@ def run(which: str, out: Path) -> None:
     settings = load_settings()
     engine = ChatEngine(load_or_build(settings), settings)
     engine.warm_up()
-    counters = engine.reader.counters
+    counters = {"forwards": 0, "windows": 0, "tokens": 0}  # what the reader ran, since load
+
+    def count(windows: int, tokens: int, seconds: float) -> None:
+        counters["forwards"] += 1
+        counters["windows"] += windows
+        counters["tokens"] += tokens
+
+    engine.reader.forward_observers.append(count)
     rows, questions = [], load_questions(which)
     progress = bar(len(questions), desc="asking")
     for q in questions:

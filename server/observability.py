@@ -341,7 +341,7 @@ def _instrument_reader(reader, service) -> None:
     if observers is None or any(getattr(o, "_clusterqa_observed", False) for o in observers):
         return
 
-    def observe(windows: int, seconds: float) -> None:
+    def observe(windows: int, tokens: int, seconds: float) -> None:
         metrics = getattr(service, "metrics", None)
         if metrics is not None:
             metrics.reader_forward(windows, seconds)

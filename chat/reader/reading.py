@@ -184,10 +184,9 @@ class Reader:
         self.select_sentences = select_sentences
         self.select_tokens = SELECTED_WINDOW_TOKENS
         self._batcher = MicroBatcher(self._run)
-        # what the reader has computed since load (bench/read_cost.py): forwards, windows, and
-        # tokens (windows x forward width, padding included: what the network really ran on)
-        self.counters = {"forwards": 0, "windows": 0, "tokens": 0}
-        # called after every forward with (windows, seconds): the server's metrics
+        # called after every forward with (windows, tokens, seconds), tokens = windows x the
+        # forward's width, padding included (what the network ran on): the server's metrics,
+        # bench/read_cost.py
         self.forward_observers: list = []
 
     def read(self, question: str, passages: list[str]) -> list[SpanPrediction]:
@@ -231,9 +230,6 @@ class Reader:
         pad = self.tokenizer.pad_token_id
         try:
             ids = torch.tensor([(i + [pad] * width)[:width] for i, _ in rows])
-            self.counters["forwards"] += 1
-            self.counters["windows"] += len(rows)
-            self.counters["tokens"] += len(rows) * width
             mask = torch.tensor([(m + [0] * width)[:width] for _, m in rows])
             with torch.inference_mode():
                 prev = torch.get_num_threads()
@@ -257,7 +253,7 @@ class Reader:
             k += n
         for observe in self.forward_observers:
             try:
-                observe(len(rows), time.perf_counter() - started)
+                observe(len(rows), len(rows) * width, time.perf_counter() - started)
             except Exception:  # a metrics failure must not fail the answers
                 pass
 
