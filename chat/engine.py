@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.fitted import check_reader_weights, load_fitted
+from index.fitted import load_fitted
 from index.text import query_language
 
 from . import refusal
@@ -35,7 +35,7 @@ from .followup import Resolution, resolve_followup
 from .kinds import route
 from .language import message, render
 from .llm import CANNOT_FIND, LLMAnswerer, LLMError, validate_citations
-from .reader import WEIGHTS_FILE, SpanPrediction, get_reader
+from .reader import SpanPrediction, get_reader
 from .records import Answer
 from .strategies import compare, factoid, metadata, overview
 from .validation import validate_history, validate_question, validate_top_k
@@ -71,11 +71,11 @@ class ChatEngine:
     def __init__(self, index, settings, llm: LLMAnswerer | None = None, reader=None):
         self.index = index
         self.settings = settings
-        fitted = load_fitted()
+        # the calibration beside the reader's weights, refused if it was fitted for other weights
+        fitted = load_fitted(reader_dir=Path(settings.reader_dir))
         if reader is None:
             from index.embedding import base_model_path
 
-            check_reader_weights(fitted, Path(settings.reader_dir) / WEIGHTS_FILE)  # calibrated for this reader?
             reader = get_reader(base_model_path(settings), settings.reader_dir, settings.reader_window == "sentences")
         self.reader = reader
         self.params = fitted.reader  # the calibrated answerability score and its thresholds

@@ -1,7 +1,8 @@
 """Fit the reader's calibration on the held-out split: the answerability score's weights
 (index/fitted.py READER_TERMS) and bias, the answer threshold and the confident threshold.
 
-    .venv/bin/python -m eval.calibrate_reader            # collect, fit, write index/fitted.json
+    .venv/bin/python -m eval.calibrate_reader            # collect, fit, write chat/reader/calibration.json
+    .venv/bin/python -m eval.calibrate_reader --reader-dir D   # the calibration of the reader in D (D/calibration.json)
     .venv/bin/python -m eval.calibrate_reader --records R.jsonl --dry-run   # keep what was read
     .venv/bin/python -m eval.calibrate_reader --from-records R.jsonl        # refit without reading
 
@@ -31,6 +32,7 @@ answer. Then:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -212,10 +214,15 @@ def main(argv=None) -> None:
     ap.add_argument("--limit-per-file", type=int, default=300)
     ap.add_argument("--records", type=Path, help="also write the collected records (JSONL) here")
     ap.add_argument("--from-records", type=Path, help="fit on records written by --records (no reading)")
-    ap.add_argument("--dry-run", action="store_true", help="fit and print, do not write index/fitted.json")
+    ap.add_argument("--dry-run", action="store_true", help="fit and print, do not write the calibration")
+    ap.add_argument("--reader-dir", type=Path,
+                    help="the reader to calibrate (default: Settings.reader_dir, the committed chat/reader); "
+                         "its calibration.json is written beside its weights")
     args = ap.parse_args(argv)
     apply_offline_defaults()
     settings = load_settings()
+    if args.reader_dir:
+        settings = dataclasses.replace(settings, reader_dir=args.reader_dir.resolve())
     if args.from_records:
         records = [json.loads(line) for line in args.from_records.read_text(encoding="utf-8").splitlines()]
     else:
@@ -238,7 +245,7 @@ def main(argv=None) -> None:
             f.reader.figures = fitted["figures"]
             record_dependencies(f, "reader", settings)
 
-        save_fitted(update)
+        save_fitted(update, reader_dir=settings.reader_dir)
 
 
 if __name__ == "__main__":

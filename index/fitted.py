@@ -1,12 +1,15 @@
-"""Every fitted parameter of ClusterQA, in one typed, versioned file (index/fitted.json).
+"""Every fitted parameter of ClusterQA, typed and versioned: index/fitted.json (BM25, fusion)
+and, beside each reader's weights, its calibration (<reader dir>/calibration.json: the
+reader's scores mean something only for the weights they were fitted on).
 
-Only fit commands write it: `python -m eval.fit_fusion` (fusion), `python -m
-eval.calibrate_reader` (the reader's calibration); the BM25 parameters were chosen by
-measurement (bench/index_fusion.py, index/README.md). Each section records what it was
-fitted on and what its numbers depend on (`depends_on`: the embedding model's fingerprint,
-the BM25 tokenizer and parameters, the reader's weights); loading refuses a section whose
-dependencies changed, naming the command that refits it. It lives in `index/` because index
-is the lowest package that reads it (BM25, fusion); chat reads the reader section.
+Only fit commands write them: `python -m eval.fit_fusion` (fusion), `python -m
+eval.calibrate_reader [--reader-dir DIR]` (a reader's calibration); the BM25 parameters were
+chosen by measurement (bench/index_fusion.py, index/README.md). Each section records what it
+was fitted on and what its numbers depend on (`depends_on`: the embedding model's fingerprint,
+the BM25 tokenizer and parameters, the fusion weights, the sha256 of the reader's weights);
+loading refuses a section whose dependencies changed, naming the command that refits it. It
+lives in `index/` because index is the lowest package that reads it (BM25, fusion); chat reads
+the reader's calibration.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pathlib import Path
 FITTED_PATH = Path(__file__).with_name("fitted.json")
 FITTED_VERSION = 1
 REPO = Path(__file__).resolve().parent.parent
-READER_WEIGHTS = "chat/reader/reader.safetensors"  # relative to the repository
+DEFAULT_READER_DIR = REPO / "chat" / "reader"  # the committed reader (chat/reader/network.py READER_DIR)
+READER_WEIGHTS = "reader.safetensors"  # in a reader's folder, beside its calibration
+READER_CALIBRATION = "calibration.json"
 # the command that refits each section; a refit fusion changes the reader's retrieval features
 REFIT = {"fusion": "python -m eval.fit_fusion, then python -m eval.calibrate_reader",
          "reader": "python -m eval.calibrate_reader"}
@@ -103,38 +108,53 @@ class Fitted:
     fusion: FusionParams = field(default_factory=FusionParams)
     reader: ReaderParams = field(default_factory=ReaderParams)
 
+    reader_dir: Path = DEFAULT_READER_DIR  # where `reader` was read from (its calibration.json)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """fitted.json's content (the reader's calibration is saved beside its weights)."""
+        return {"version": self.version, "bm25": asdict(self.bm25), "fusion": asdict(self.fusion)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Fitted":
-        if data.get("version") != FITTED_VERSION:
-            raise ValueError(f"{FITTED_PATH.name}: version {data.get('version')!r}, expected {FITTED_VERSION}")
+    def from_dict(cls, data: dict, reader: dict | None = None, reader_dir: Path = DEFAULT_READER_DIR) -> "Fitted":
+        for found in (data, reader or {"version": FITTED_VERSION}):
+            if found.get("version") != FITTED_VERSION:
+                raise ValueError(f"fitted parameters: version {found.get('version')!r}, expected {FITTED_VERSION}")
+        calibration = {k: v for k, v in (reader or {}).items() if k != "version"}
         return cls(version=FITTED_VERSION, bm25=BM25Params(**data.get("bm25", {})),
-                   fusion=FusionParams(**data.get("fusion", {})), reader=ReaderParams(**data.get("reader", {})))
+                   fusion=FusionParams(**data.get("fusion", {})), reader=ReaderParams(**calibration),
+                   reader_dir=Path(reader_dir))
 
 
-@lru_cache(maxsize=4)
-def read_fitted(path: Path = FITTED_PATH) -> Fitted:
-    """The file as it is, unchecked (what fit commands and BM25's parameters read)."""
-    if not path.exists():
-        return Fitted()
-    return Fitted.from_dict(json.loads(path.read_text(encoding="utf-8")))
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-@lru_cache(maxsize=4)
-def load_fitted(path: Path = FITTED_PATH) -> Fitted:
-    """The fitted parameters, refused (FittedMismatchError) where a section's `depends_on`
-    disagrees with the tokenizer, the BM25 parameters or the reader weights in use. The
-    embedding model is checked where it is known: check_embedding(fitted, settings)."""
-    fitted = read_fitted(path)
+@lru_cache(maxsize=8)
+def read_fitted(path: Path = FITTED_PATH, reader_dir: Path = DEFAULT_READER_DIR) -> Fitted:
+    """The files as they are, unchecked (what fit commands and BM25's parameters read)."""
+    return Fitted.from_dict(_read_json(path) or {"version": FITTED_VERSION},
+                            _read_json(Path(reader_dir) / READER_CALIBRATION), reader_dir)
+
+
+@lru_cache(maxsize=8)
+def load_fitted(path: Path = FITTED_PATH, reader_dir: Path = DEFAULT_READER_DIR) -> Fitted:
+    """The fitted parameters with the calibration of the reader in `reader_dir`, refused
+    (FittedMismatchError) where a section's `depends_on` disagrees with the tokenizer, the BM25
+    parameters, the fusion or that reader's weights, or where the reader has no calibration.
+    The embedding model is checked where it is known: check_embedding(fitted, settings)."""
+    reader_dir = Path(reader_dir)
+    fitted = read_fitted(path, reader_dir)
+    calibration = reader_dir / READER_CALIBRATION
+    if "reader" not in _refitting and not calibration.exists():
+        raise FittedMismatchError(f"the reader in {reader_dir} has no calibration ({READER_CALIBRATION}): "
+                                  f"fit one with `{refit_command('reader', reader_dir)}`")
     problems = []
-    for section in ("fusion", "reader"):
+    for section, where in (("fusion", path), ("reader", calibration)):
         if section in _refitting:
             continue
         wanted = getattr(fitted, section).depends_on
         have = dependencies(fitted, section, embedding=None)
-        problems += [_mismatch(section, key, wanted[key], have[key], path)
+        problems += [_mismatch(section, key, wanted[key], have[key], where, reader_dir)
                      for key in have if key in wanted and wanted[key] != have[key]]
     if problems:
         raise FittedMismatchError("\n".join(problems))
@@ -144,26 +164,24 @@ def load_fitted(path: Path = FITTED_PATH) -> Fitted:
 def check_embedding(fitted: Fitted, settings) -> None:
     """Refuses fitted numbers that were fitted with another embedding model than settings'."""
     have = embedding_fingerprint(settings)
-    problems = [_mismatch(section, "embedding", wanted, have, FITTED_PATH)
+    where = {"fusion": FITTED_PATH, "reader": Path(fitted.reader_dir) / READER_CALIBRATION}
+    problems = [_mismatch(section, "embedding", wanted, have, where[section], fitted.reader_dir)
                 for section in ("fusion", "reader") if section not in _refitting
                 and (wanted := getattr(fitted, section).depends_on.get("embedding")) not in (None, have)]
     if problems:
         raise FittedMismatchError("\n".join(problems))
 
 
-def check_reader_weights(fitted: Fitted, weights: Path) -> None:
-    """Refuses the reader calibration for a reader other than the one it was fitted on (an
-    operator's `reader_dir`): its scores would be weighed and thresholded wrongly."""
-    wanted = fitted.reader.depends_on.get("reader_weights_sha256")
-    have = file_sha256(Path(weights))
-    if "reader" not in _refitting and wanted is not None and wanted != have:
-        raise FittedMismatchError(_mismatch("reader", "reader_weights_sha256", wanted, have, FITTED_PATH)
-                                  + f" The reader in use is {weights}.")
+def refit_command(section: str, reader_dir: Path = DEFAULT_READER_DIR) -> str:
+    command = REFIT[section]
+    if Path(reader_dir).resolve() != DEFAULT_READER_DIR.resolve():
+        command += f" --reader-dir {reader_dir}"
+    return command
 
 
-def _mismatch(section: str, key: str, wanted, have, path: Path) -> str:
-    return (f"{path.name}: the {section} parameters were fitted for {key} {json.dumps(wanted)}, "
-            f"but {key} is now {json.dumps(have)}. Refit them: {REFIT[section]} "
+def _mismatch(section: str, key: str, wanted, have, path: Path, reader_dir: Path = DEFAULT_READER_DIR) -> str:
+    return (f"{path}: the {section} parameters were fitted for {key} {json.dumps(wanted)}, "
+            f"but {key} is now {json.dumps(have)}. Refit them: {refit_command(section, reader_dir)} "
             f"(on the training files of the shared benchmark folder, see eval/shared_bench.py).")
 
 
@@ -176,7 +194,7 @@ def dependencies(fitted: Fitted, section: str, embedding: dict | None) -> dict:
         deps = {"embedding": embedding, **deps}
     if section == "reader":
         deps["fusion"] = {"dense_weight": fitted.fusion.dense_weight, "cross_weight": fitted.fusion.cross_weight}
-        deps["reader_weights_sha256"] = file_sha256(REPO / READER_WEIGHTS)
+        deps["reader_weights_sha256"] = file_sha256(Path(fitted.reader_dir) / READER_WEIGHTS)
     return deps
 
 
@@ -250,13 +268,21 @@ def embedding_fingerprint(settings) -> dict:
     return {"model_id": model_id, "sha256": known[key]}
 
 
-def save_fitted(update, path: Path = FITTED_PATH) -> Fitted:
-    """Apply `update(fitted)` to the current file and write it back atomically."""
-    fitted = Fitted.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else Fitted()
+def save_fitted(update, path: Path = FITTED_PATH, reader_dir: Path = DEFAULT_READER_DIR) -> Fitted:
+    """Apply `update(fitted)` to the current files (fitted.json, the reader's calibration.json)
+    and write back each that changed, atomically."""
+    reader_dir = Path(reader_dir)
+    calibration = reader_dir / READER_CALIBRATION
+    fitted = Fitted.from_dict(_read_json(path) or {"version": FITTED_VERSION}, _read_json(calibration), reader_dir)
+    before = (fitted.to_dict(), asdict(fitted.reader))
     update(fitted)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(fitted.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    for target, old, new in ((path, before[0], fitted.to_dict()), (calibration, before[1], asdict(fitted.reader))):
+        if new == old:
+            continue
+        content = new if target == path else {"version": FITTED_VERSION, **new}
+        tmp = target.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(content, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(target)
     read_fitted.cache_clear()
     load_fitted.cache_clear()
     return fitted

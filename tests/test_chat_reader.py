@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -227,6 +228,29 @@ def test_training_command_is_seeded_and_resumes(tmp_path):
     again = run(tmp_path / "c", tmp_path / "wa")
     assert "resuming at step 3/3" in again.stderr
     assert (tmp_path / "c" / "reader.safetensors").read_bytes() == a
+
+
+def test_distillation_probe_gives_a_smaller_reader_that_loads_and_names_its_teacher(tmp_path):
+    """`--distil 1,3,...,11`: a student of six of the committed reader's layers, trained on its
+    outputs; the Reader builds it from its card (six layers) and it reads like any reader."""
+    out = tmp_path / "student"
+    cmd = [sys.executable, "-m", "eval.train_reader", "--distil", "1,3,5,7,9,11", "--max-steps", "2",
+           "--batch-size", "4", "--limit-questions", "60", "--no-eval", "--threads", "1", "--out", str(out),
+           "--work-dir", str(tmp_path / "work")]
+    env = {**os.environ, "CLUSTERQA_SHARED_BENCH": str(SAMPLES)}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = read_card(out)
+    assert card["config"]["layers"] == [1, 3, 5, 7, 9, 11] and card["config"]["distil_weight"] > 0
+    assert card["teacher"]["directory"] == "chat/reader"
+    assert card["teacher"]["weights_sha256"] == hashlib.sha256((READER_DIR / "reader.safetensors").read_bytes()).hexdigest()
+    student = Reader(base_model_path(), out)
+    assert len(student.net.bert.encoder.layer) == 6
+    pred = student.read("沙特计划建设多少个医疗集群？", [PASSAGE])[0]
+    assert PASSAGE[pred.start:pred.end] == pred.text
+    refused = subprocess.run([*cmd[:3], "--distil", "1,3", "--out", str(READER_DIR)], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "elsewhere than its teacher" in refused.stderr
 
 
 def _rss_mb() -> float:

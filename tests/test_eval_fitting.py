@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from index.fitted import (FITTED_PATH, FITTED_VERSION, Fitted, FittedMismatchError, check_embedding,
-                          embedding_fingerprint, load_fitted, save_fitted)
+from index.fitted import (DEFAULT_READER_DIR, FITTED_PATH, FITTED_VERSION, READER_CALIBRATION, Fitted,
+                          FittedMismatchError, check_embedding, embedding_fingerprint, load_fitted, save_fitted)
 from index.hybrid import Candidates, Fusion
 
 
@@ -30,16 +30,26 @@ def test_other_language_candidates_are_scored_by_dense_alone():
     assert Fusion("weighted").fuse(no_flags)[2] == pytest.approx(1.0)  # unflagged pools: the old fusion
 
 
-def test_fitted_file_round_trip_and_version_check(tmp_path):
-    path = tmp_path / "fitted.json"
-    save_fitted(lambda f: setattr(f.reader, "answer_threshold", 1.5), path)
-    assert load_fitted(path).reader.answer_threshold == 1.5
+def test_fitted_files_round_trip_and_version_check(tmp_path):
+    """fitted.json holds BM25 and fusion; a reader's calibration is written beside its weights,
+    and each file only when its own section changed."""
+    path, reader_dir = tmp_path / "fitted.json", tmp_path / "reader"
+    reader_dir.mkdir()
+    save_fitted(lambda f: setattr(f.reader, "answer_threshold", 1.5), path, reader_dir)
+    assert not path.exists()  # only the reader's section changed
+    save_fitted(lambda f: setattr(f.fusion, "dense_weight", 0.6), path, reader_dir)
+    fitted = load_fitted(path, reader_dir)
+    assert (fitted.reader.answer_threshold, fitted.fusion.dense_weight) == (1.5, 0.6)
     data = json.loads(path.read_text())
-    assert data["version"] == FITTED_VERSION and "fusion" in data
+    assert data["version"] == FITTED_VERSION and "fusion" in data and "reader" not in data
+    calibration = json.loads((reader_dir / READER_CALIBRATION).read_text())
+    assert calibration["version"] == FITTED_VERSION and calibration["answer_threshold"] == 1.5
     data["version"] = 99
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="version"):
         Fitted.from_dict(json.loads(path.read_text()))
+    with pytest.raises(ValueError, match="version"):
+        Fitted.from_dict({"version": FITTED_VERSION}, {**calibration, "version": 99})
 
 
 def test_committed_fitted_file_says_what_it_was_fitted_on():
@@ -76,11 +86,32 @@ def test_fitted_numbers_are_refused_when_bm25_changed_with_the_command_to_refit(
         load_fitted(path)
 
 
+def _reader_copy(tmp_path, change=None):
+    """A reader folder: the committed weights (linked) and card, its calibration changed."""
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    for name in ("reader.safetensors", "reader.json"):
+        (folder / name).symlink_to(DEFAULT_READER_DIR / name)
+    data = json.loads((DEFAULT_READER_DIR / READER_CALIBRATION).read_text(encoding="utf-8"))
+    if change:
+        change(data)
+        (folder / READER_CALIBRATION).write_text(json.dumps(data), encoding="utf-8")
+    return folder
+
+
 def test_reader_calibration_is_refused_for_other_reader_weights(tmp_path):
-    path = _changed_copy(tmp_path, lambda d: d["reader"]["depends_on"].update(reader_weights_sha256="0" * 64))
-    with pytest.raises(FittedMismatchError, match=r"reader parameters .*python -m eval\.calibrate_reader") as err:
-        load_fitted(path)
+    folder = _reader_copy(tmp_path, lambda d: d["depends_on"].update(reader_weights_sha256="0" * 64))
+    with pytest.raises(FittedMismatchError, match=r"reader parameters .*python -m eval\.calibrate_reader "
+                                                  r"--reader-dir") as err:
+        load_fitted(reader_dir=folder)
     assert "fusion parameters" not in str(err.value)  # the fusion does not depend on the reader
+    assert str(folder / READER_CALIBRATION) in str(err.value)  # names the file to refit
+
+
+def test_a_reader_without_calibration_is_refused_with_the_command_that_fits_one(tmp_path):
+    folder = _reader_copy(tmp_path)
+    with pytest.raises(FittedMismatchError, match=rf"no calibration.*eval\.calibrate_reader --reader-dir {folder}"):
+        load_fitted(reader_dir=folder)
 
 
 def test_fitted_numbers_are_refused_for_another_embedding_model(tmp_path, test_settings):

@@ -21,11 +21,11 @@ reading.py (windows, the forward, span decoding; `Reader`, `get_reader`), batchi
 
 from .batching import return_freed_memory
 from .network import (CARD_FILE, READER_DIR, RETRAIN_HINT, WEIGHTS_FILE, ReaderModelError, base_fingerprint,
-                      build_network, freeze_lower, pack_state, read_card, save_weights, trained_state, unpack_state,
+                      build_network, freeze_lower, keep_layers, load_network, pack_state, read_card, save_weights, trained_state, unpack_state,
                       use_bfloat16)
 from .reading import Reader, SpanPrediction, _strip, best_span, encode_windows, get_reader
 
 __all__ = ["CARD_FILE", "READER_DIR", "RETRAIN_HINT", "WEIGHTS_FILE", "Reader", "ReaderModelError", "SpanPrediction",
-           "_strip", "base_fingerprint", "best_span", "build_network", "encode_windows", "freeze_lower", "get_reader",
+           "_strip", "base_fingerprint", "best_span", "build_network", "encode_windows", "freeze_lower", "get_reader", "keep_layers", "load_network",
            "pack_state", "read_card", "return_freed_memory", "save_weights", "trained_state", "unpack_state",
            "use_bfloat16"]

@@ -43,6 +43,47 @@ def build_network(base_path: str | Path):
     return ReaderNet(bert)
 
 
+def keep_layers(net, layers: list[int] | None) -> None:
+    """Keep only these transformer layers, in order (a distilled reader: every other layer of
+    its teacher). None keeps all."""
+    from torch import nn
+
+    if layers is None:
+        return
+    net.bert.encoder.layer = nn.ModuleList([net.bert.encoder.layer[i] for i in layers])
+    net.bert.config.num_hidden_layers = len(layers)
+
+
+def load_network(base_path: str | Path, directory: Path = READER_DIR):
+    """The reader saved in `directory`, ready to run (float32, eval mode): the base model's
+    embeddings and frozen layers, the card's layers kept, the trained ones from the weights file.
+    Refuses a reader trained on another base model or whose weights do not fit its card."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    card = read_card(directory)
+    cfg = card["config"]
+    weights = directory / WEIGHTS_FILE
+    if not weights.exists():
+        raise ReaderModelError(f"reader weights {weights} missing: {RETRAIN_HINT}")
+    net = build_network(base_path)
+    keep_layers(net, cfg.get("layers"))
+    freeze_lower(net, int(cfg["n_frozen"]))
+    found = base_fingerprint(net, int(cfg["n_frozen"]))
+    if found != card["base_fingerprint"]:
+        raise ReaderModelError(
+            f"the reader in {directory} was trained on another base model (fingerprint "
+            f"{card['base_fingerprint']}, this one {found}): {RETRAIN_HINT}")
+    state = unpack_state(load_file(str(weights)))
+    expected = set(trained_state(net))
+    if set(state) != expected:
+        raise ReaderModelError(f"{weights} does not match the reader network "
+                               f"({len(set(state) ^ expected)} tensors differ): {RETRAIN_HINT}")
+    net.load_state_dict(state, strict=False)
+    net.eval()
+    return net, card
+
+
 def freeze_lower(net, n_frozen: int) -> None:
     """Freeze the embeddings and the bottom `n_frozen` transformer layers."""
     for p in net.bert.embeddings.parameters():

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .batching import MicroBatcher, ReadJob, rounded_width
-from .network import (CARD_FILE, READER_DIR, RETRAIN_HINT, WEIGHTS_FILE, ReaderModelError, base_fingerprint,
-                      build_network, freeze_lower, read_card, trained_state, unpack_state, use_bfloat16)
+from .network import CARD_FILE, READER_DIR, RETRAIN_HINT, ReaderModelError, load_network, read_card, use_bfloat16
 
 
 @dataclass
@@ -140,16 +139,11 @@ class Reader:
 
     def __init__(self, base_path: str | Path, directory: Path = READER_DIR, threads: int | None = None,
                  select_sentences: bool = False):
-        from safetensors.torch import load_file
-
         from index.embedding import shared_tokenizer
 
         self.directory = Path(directory)
         self.card = read_card(directory)
         cfg = self.card["config"]
-        weights = Path(directory) / WEIGHTS_FILE
-        if not weights.exists():
-            raise ReaderModelError(f"reader weights {weights} missing: {RETRAIN_HINT}")
         # the windows and span length the reader was trained and evaluated with: from its card
         # only (a fallback here once disagreed with training: 384 / 30 against 256 / 40)
         missing = [k for k in ("infer_max_len", "infer_stride", "max_answer_tokens") if k not in cfg]
@@ -160,20 +154,7 @@ class Reader:
         self.max_answer_tokens = int(cfg["max_answer_tokens"])
         # the query encoder's tokenizer (the same base model): shared, with its lock
         self.tokenizer, self._tokenizer_lock = shared_tokenizer(base_path)
-        net = build_network(base_path)
-        freeze_lower(net, int(cfg["n_frozen"]))
-        found = base_fingerprint(net, int(cfg["n_frozen"]))
-        if found != self.card["base_fingerprint"]:
-            raise ReaderModelError(
-                f"the reader in {directory} was trained on another base model (fingerprint "
-                f"{self.card['base_fingerprint']}, this one {found}): {RETRAIN_HINT}")
-        state = unpack_state(load_file(str(weights)))
-        expected = set(trained_state(net))
-        if set(state) != expected:
-            raise ReaderModelError(f"{weights} does not match the reader network "
-                                   f"({len(set(state) ^ expected)} tensors differ): {RETRAIN_HINT}")
-        net.load_state_dict(state, strict=False)
-        net.eval()
+        net, _ = load_network(base_path, directory)
         # bfloat16 matrix products where the CPU has them natively (AVX512-BF16/AMX); int8
         # dynamic quantisation was tried and halved CMRC F1 (chat/README.md)
         self.bf16 = use_bfloat16(bool(cfg.get("infer_bf16", True)))
