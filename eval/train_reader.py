@@ -2,6 +2,7 @@
 
     .venv/bin/python -m eval.train_reader                 # train, evaluate on the held-out split, save
     .venv/bin/python -m eval.train_reader --max-steps 20  # a quick probe (tests use this)
+    .venv/bin/python -m eval.train_reader --distil 1,3,5,7,9,11 --out DIR  # a 6-layer student of chat/reader
 
 Data (eval/splits.py, train part only): CMRC 2018 trial (Simplified), DRCD dev (Traditional,
 read in Simplified), SQuAD v1.1 dev part A (English), XQuAD part A recombined across

@@ -12,7 +12,9 @@ Only the top layers and the heads are trained, so the weights file holds just th
 (int8 matrices with per-row scales, fp16 rest: reader.safetensors here, < 25 MB);
 the embedding matrix and the frozen lower layers come from the converted e5 model at load. `reader.json` beside the file records the
 base model's fingerprint (checked at load), the training configuration, the training data's
-hashes and the figures the model reached.
+hashes and the figures the model reached; `calibration.json` beside them what its scores mean
+(index/fitted.py ReaderParams, fitted by `python -m eval.calibrate_reader`, refused at load for
+other weights).
 
 The package: network.py (the network and its weights file, shared with training),
 reading.py (windows, the forward, span decoding; `Reader`, `get_reader`), batching.py
