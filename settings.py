@@ -62,6 +62,9 @@ class Settings:
     # "sentences" reads the one window of its sentences that share most of the question's words:
     # faster, and it costs some quality (docs/benchmarks.md#speed), so it is an option
     reader_window: str = "whole"
+    # forwards the reader may run at a time: 1 (default), or 2 on 2 cores under concurrent load,
+    # each on one thread while another runs (chat/reader/batching.py; docs/benchmarks.md#speed)
+    reader_lanes: int = 1
     # when none of those is in the other language than the question, the reader also reads the
     # best this many of the other language (chat/README "Across languages"); 0 = never
     cross_language_passages: int = 2
@@ -165,4 +168,6 @@ def load_settings(config_file: str | Path | None = None, env: dict | None = None
     values.update(overrides)
     if values.get("reader_window", "whole") not in ("sentences", "whole"):
         raise SettingsError(f"setting 'reader_window': {values['reader_window']!r} is not 'sentences' or 'whole'")
+    if not 1 <= int(values.get("reader_lanes", 1)) <= 8:
+        raise SettingsError(f"setting 'reader_lanes': {values['reader_lanes']!r} is not between 1 and 8")
     return Settings(**values)

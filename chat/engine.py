@@ -76,7 +76,8 @@ class ChatEngine:
         if reader is None:
             from index.embedding import base_model_path
 
-            reader = get_reader(base_model_path(settings), settings.reader_dir, settings.reader_window == "sentences")
+            reader = get_reader(base_model_path(settings), settings.reader_dir, settings.reader_window == "sentences",
+                                settings.reader_lanes)
         self.reader = reader
         self.params = fitted.reader  # the calibrated answerability score and its thresholds
         self.refusal = refusal.load_params()  # the refusal checks' thresholds (chat/refusal.json)

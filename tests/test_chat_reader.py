@@ -158,6 +158,39 @@ def test_concurrent_reads_share_one_forward_and_get_their_own_answers(reader):
         assert [p.answerable for p in got] == pytest.approx([p.answerable for p in want], abs=0.1)
 
 
+def test_two_lanes_run_a_second_forward_beside_the_first_on_one_thread():
+    """Settings.reader_lanes = 2: a request arriving while a forward runs is read at once in the
+    second lane, on one intra-op thread; the lone first forward keeps all threads; both get the
+    answers they get alone. With one lane the second would wait and the gate below time out."""
+    import torch
+
+    lanes = Reader(base_model_path(), lanes=2)
+    questions = [("沙特计划建设多少个医疗集群？", [PASSAGE]), ("新加坡聚焦什么？", [PASSAGE])]
+    alone = [lanes.read(q, ps) for q, ps in questions]
+    run, threads_seen, second_started = lanes._batcher._run, [], threading.Event()
+
+    def recording(batch):
+        threads_seen.append(torch.get_num_threads())
+        if len(threads_seen) == 1:
+            assert second_started.wait(30), "the second request waited for the first forward"
+        else:
+            second_started.set()
+        run(batch)
+
+    lanes._batcher._run = recording
+    results = [None, None]
+    workers = [threading.Thread(target=lambda i=i: results.__setitem__(i, lanes.read(*questions[i]))) for i in range(2)]
+    workers[0].start()
+    _wait_for(lambda: len(threads_seen) == 1)
+    workers[1].start()
+    for t in workers:
+        t.join(60)
+    lanes._batcher._run = run
+    assert threads_seen == [torch.get_num_threads(), 1]
+    for got, want in zip(results, alone):
+        assert [(p.start, p.end) for p in got] == [(p.start, p.end) for p in want]
+
+
 def test_a_failing_forward_fails_every_waiting_request_and_the_reader_recovers(reader):
     net = reader.net
     errors = []

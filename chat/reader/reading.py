@@ -138,7 +138,7 @@ class Reader:
     """Loads the trained reader once; `read()` is thread-safe and batches concurrent reads."""
 
     def __init__(self, base_path: str | Path, directory: Path = READER_DIR, threads: int | None = None,
-                 select_sentences: bool = False):
+                 select_sentences: bool = False, lanes: int = 1):
         from index.embedding import shared_tokenizer
 
         self.directory = Path(directory)
@@ -164,7 +164,7 @@ class Reader:
         # most of the question's words (select_window), not as overlapping windows of all of it
         self.select_sentences = select_sentences
         self.select_tokens = SELECTED_WINDOW_TOKENS
-        self._batcher = MicroBatcher(self._run)
+        self._batcher = MicroBatcher(self._run, lanes)
         # called after every forward with (windows, tokens, seconds), tokens = windows x the
         # forward's width, padding included (what the network ran on): the server's metrics,
         # bench/read_cost.py
@@ -257,10 +257,11 @@ _cached: dict = {}
 _cached_lock = threading.Lock()
 
 
-def get_reader(base_path: str | Path, directory: Path = READER_DIR, select_sentences: bool = False) -> Reader:
-    """One Reader per (base model, weights, window choice) in the process."""
-    key = (str(base_path), str(Path(directory).resolve()), select_sentences)
+def get_reader(base_path: str | Path, directory: Path = READER_DIR, select_sentences: bool = False,
+               lanes: int = 1) -> Reader:
+    """One Reader per (base model, weights, window choice, lanes) in the process."""
+    key = (str(base_path), str(Path(directory).resolve()), select_sentences, lanes)
     with _cached_lock:
         if key not in _cached:
-            _cached[key] = Reader(base_path, directory, select_sentences=select_sentences)
+            _cached[key] = Reader(base_path, directory, select_sentences=select_sentences, lanes=lanes)
         return _cached[key]
