@@ -465,20 +465,19 @@ def main(argv=None) -> None:
                     help="train nothing: the held-out EM/F1 of the reader in --out, reading whole paragraphs "
                          "or the selected window of their sentences")
     args = ap.parse_args(argv)
-    args.epochs_given = args.epochs is not None
-    args.epochs = TrainConfig.epochs if args.epochs is None else args.epochs
     if args.eval_only:
         figures = evaluate_held_out(args.out, select_sentences=args.eval_only == "sentences")
         print(json.dumps({f"held_out_{args.eval_only}": figures}, ensure_ascii=False, indent=2))
         return
-    common = {"seed": args.seed, "max_examples": args.max_examples, "batch_size": args.batch_size}
+    common = {"seed": args.seed, "max_examples": args.max_examples, "batch_size": args.batch_size,
+              **({"epochs": args.epochs} if args.epochs is not None else {})}
     if args.distil:
         if args.out.resolve() == args.teacher.resolve():
             ap.error("--distil writes the student elsewhere than its teacher: give --out")
         layers = [int(x) for x in args.distil.split(",")]
-        cfg = distillation_config(layers, **common, **({"epochs": args.epochs} if args.epochs_given else {}))
+        cfg = distillation_config(layers, **common)
     else:
-        cfg = TrainConfig(epochs=args.epochs, **common)
+        cfg = TrainConfig(**common)
     if args.fresh:
         for old in args.work_dir.glob(f"{cfg.key()}-*/checkpoint.pt"):
             old.unlink()

@@ -271,9 +271,8 @@ def embedding_fingerprint(settings) -> dict:
 def save_fitted(update, path: Path = FITTED_PATH, reader_dir: Path = DEFAULT_READER_DIR) -> Fitted:
     """Apply `update(fitted)` to the current files (fitted.json, the reader's calibration.json)
     and write back each that changed, atomically."""
-    reader_dir = Path(reader_dir)
-    calibration = reader_dir / READER_CALIBRATION
-    fitted = Fitted.from_dict(_read_json(path) or {"version": FITTED_VERSION}, _read_json(calibration), reader_dir)
+    calibration = Path(reader_dir) / READER_CALIBRATION
+    fitted = read_fitted.__wrapped__(path, Path(reader_dir))  # a fresh copy, not the cached one
     before = (fitted.to_dict(), asdict(fitted.reader))
     update(fitted)
     for target, old, new in ((path, before[0], fitted.to_dict()), (calibration, before[1], asdict(fitted.reader))):

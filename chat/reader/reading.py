@@ -137,8 +137,8 @@ def best_span(start_logits, end_logits, context_mask, offsets, max_answer_tokens
 class Reader:
     """Loads the trained reader once; `read()` is thread-safe and batches concurrent reads."""
 
-    def __init__(self, base_path: str | Path, directory: Path = READER_DIR, threads: int | None = None,
-                 select_sentences: bool = False, lanes: int = 1):
+    def __init__(self, base_path: str | Path, directory: Path = READER_DIR, select_sentences: bool = False,
+                 lanes: int = 1):
         from index.embedding import shared_tokenizer
 
         self.directory = Path(directory)
@@ -159,7 +159,6 @@ class Reader:
         # dynamic quantisation was tried and halved CMRC F1 (chat/README.md)
         self.bf16 = use_bfloat16(bool(cfg.get("infer_bf16", True)))
         self.net = net
-        self.threads = threads
         # a passage longer than one window is read as the one window of its sentences that share
         # most of the question's words (select_window), not as overlapping windows of all of it
         self.select_sentences = select_sentences
@@ -212,16 +211,9 @@ class Reader:
         try:
             ids = torch.tensor([(i + [pad] * width)[:width] for i, _ in rows])
             mask = torch.tensor([(m + [0] * width)[:width] for _, m in rows])
-            with torch.inference_mode():
-                prev = torch.get_num_threads()
-                if self.threads:
-                    torch.set_num_threads(self.threads)
-                try:
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                        start, end, answerable = self.net(ids, mask)
-                finally:
-                    if self.threads:
-                        torch.set_num_threads(prev)
+            # intra-op threads: the batcher sets them (lanes, chat/reader/batching.py)
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                start, end, answerable = self.net(ids, mask)
             start, end, answerable = start.float().numpy(), end.float().numpy(), answerable.float().numpy()
         except BaseException as exc:  # every waiting request gets the error, none hangs
             for job in batch:
